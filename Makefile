@@ -1,0 +1,66 @@
+# Agent Stack: every target runs from the repository root and installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv drives the Python environment; if it is missing we bootstrap it with pip (to stderr, so
+# `make token` still prints nothing but the token).
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN = cd backend && $(UV) run --quiet --locked
+
+WORKERS ?= 4
+MSG ?=
+SUB ?=
+
+.PHONY: help uv install dev serve test lint format migrate migrate-create migrate-rollback \
+	migrate-check token psql bench fuzz
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet uv >&2
+
+install: uv ## install the locked dependencies into backend/.venv
+	@cd backend && $(UV) sync --quiet --locked >&2
+
+dev: install ## run the API on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set)
+	$(RUN) agent-stack serve
+
+serve: install ## production-style: migrate, then WORKERS worker processes (default 4)
+	$(RUN) agent-stack serve --workers $(WORKERS)
+
+test: install ## run the test suite against a real PostgreSQL (TEST_DATABASE_URL or embedded)
+	$(RUN) pytest
+
+lint: install ## ruff check + ruff format --check + mypy --strict
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy --strict app tests bench migrations/env.py
+
+format: install ## apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+migrate: install ## upgrade the database to the newest migration
+	$(RUN) agent-stack migrate
+
+migrate-create: install ## autogenerate a migration: make migrate-create MSG="add x"
+	@test -n "$(MSG)" || { echo 'usage: make migrate-create MSG="what changes"' >&2; exit 2; }
+	$(RUN) agent-stack migrate-create "$(MSG)"
+
+migrate-rollback: install ## undo the newest applied migration
+	$(RUN) agent-stack migrate-rollback
+
+migrate-check: install ## fail if the models and the migrations disagree (alembic check)
+	$(RUN) agent-stack migrate-check
+
+token: install ## print a development bearer token: make token SUB=alice
+	@test -n "$(SUB)" || { echo 'usage: make token SUB=alice' >&2; exit 2; }
+	@$(RUN) agent-stack token "$(SUB)"
+
+psql: install ## open psql on the service's database
+	$(RUN) agent-stack psql
+
+bench: install ## load benchmarks with same-run baselines (see backend/bench/README.md)
+	$(RUN) python -m bench

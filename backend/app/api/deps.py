@@ -1,0 +1,99 @@
+"""Dependencies shared by the routers, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.core.security import InvalidToken, LocalTokens
+from app.domain.dtos import Principal
+from app.domain.pagination import BIGINT_MAX, Cursor, PageRequest
+from app.domain.ports import UnitOfWork
+from app.domain.services.users import UserService
+from app.persistence.unit_of_work import SqlUnitOfWork
+
+MAX_SKIP = 10_000
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT: `make token SUB=alice` mints one for local development.",
+)
+
+
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """One database session per request; services commit, closing rolls back anything else."""
+    async with request.app.state.session_factory() as session:
+        yield SqlUnitOfWork(session)
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise InvalidToken("an Authorization: Bearer <token> header is required")
+    verifier: LocalTokens = request.app.state.tokens
+    return verifier.verify(credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user_id(principal: PrincipalDep, uow: UnitOfWorkDep) -> int:
+    return await UserService(uow).resolve(principal)
+
+
+CurrentUserId = Annotated[int, Depends(get_current_user_id)]
+
+ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
+
+
+def page_request(default_limit: int) -> Callable[..., PageRequest]:
+    """A dependency reading `limit`, `skip` and `after` with this resource's default limit."""
+
+    def dependency(
+        limit: Annotated[
+            int, Query(ge=1, le=100, description="Page size, 1..100.")
+        ] = default_limit,
+        skip: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_SKIP,
+                description="Rows to skip (kept for compatibility; prefer `after`).",
+            ),
+        ] = 0,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                description="Opaque cursor from the previous page's Link rel=next header.",
+            ),
+        ] = None,
+    ) -> PageRequest:
+        return PageRequest(
+            limit=limit, skip=skip, after=Cursor.decode(after) if after is not None else None
+        )
+
+    return dependency
+
+
+def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, str]:
+    """An RFC 8288 `Link` header for the next page, or no header on the last page."""
+    if cursor is None:
+        return {}
+    params = {k: v for k, v in request.query_params.items() if k not in {"after", "skip"}}
+    params["after"] = cursor.encode()
+    params["limit"] = str(limit)
+    url = request.url.replace_query_params(**params)
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+SessionPage = Annotated[PageRequest, Depends(page_request(50))]
+MessagePage = Annotated[PageRequest, Depends(page_request(100))]

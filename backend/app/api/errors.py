@@ -1,0 +1,135 @@
+"""One place that turns errors into RFC 9457 problem documents (`application/problem+json`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.security import InvalidToken
+from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unavailable
+from app.persistence.errors import INFRASTRUCTURE_ERRORS, is_unavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 2
+
+_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    Forbidden: 403,
+    Unavailable: 503,
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(default="about:blank", description="A URI naming the problem type.")
+    title: str = Field(description="Short summary of the problem type.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, for a human.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field validation errors (422 only)."
+    )
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def unavailable(detail: str = "the database is unreachable; retry shortly") -> JSONResponse:
+    return problem(503, "Service unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting problem answers for a route."""
+    described = {
+        401: "Missing, malformed or expired bearer token.",
+        404: "No such resource for this caller (another user's rows look missing, too).",
+        409: "Conflicts with the current state.",
+        413: "Request body larger than the configured limit.",
+        422: "The request broke a validation rule; `errors` lists each field.",
+        503: "The database is unreachable; retry after `Retry-After` seconds.",
+    }
+    return {
+        status: {
+            "model": Problem,
+            "description": described[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid value')}{more}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return problem(status, exc.title, exc.detail, headers=headers)
+
+    @app.exception_handler(InvalidToken)
+    async def _token(_: Request, exc: InvalidToken) -> JSONResponse:
+        return problem(
+            401,
+            "Unauthorized",
+            f"invalid bearer token: {exc}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {k: v for k, v in err.items() if k in {"loc", "msg", "type"}} for err in exc.errors()
+        ]
+        errors = jsonable_encoder(errors)
+        return problem(422, "Unprocessable content", _validation_detail(errors), errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}.get(
+            exc.status_code, "Error"
+        )
+        if exc.status_code == 413:
+            title = "Content too large"
+        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+    async def _infrastructure(_: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            log.warning("database unavailable: %r", exc)
+            return unavailable()
+        log.error("unexpected infrastructure error", exc_info=exc)
+        return problem(500, "Internal server error", "an unexpected error occurred")
+
+    # Registered per class (not for `Exception`) so they are answered here, not re-raised by
+    # Starlette's server-error middleware.
+    for cls in INFRASTRUCTURE_ERRORS:
+        app.add_exception_handler(cls, _infrastructure)

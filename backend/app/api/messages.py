@@ -1,0 +1,61 @@
+"""`/api/messages`: messages of the caller's sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from app.api.deps import CurrentUserId, MessagePage, ResourceId, UnitOfWorkDep, next_link
+from app.api.errors import problem_responses
+from app.domain.dtos import MessageCreateDTO, MessageDTO
+from app.domain.pagination import BIGINT_MAX
+from app.domain.services.messages import MessageService
+
+router = APIRouter(
+    prefix="/api/messages", tags=["messages"], responses=problem_responses(401, 422, 503)
+)
+
+SessionIdQuery = Annotated[
+    int, Query(ge=1, le=BIGINT_MAX, description="The session the messages belong to.")
+]
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(404, 413),
+    summary="Add a message",
+)
+async def create_message(
+    session_id: SessionIdQuery, body: MessageCreateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> MessageDTO:
+    """Append a message to one of the caller's sessions.
+
+    In the same transaction the session's `message_count` grows by one and the session moves to
+    the top of the caller's list.
+    """
+    return await MessageService(uow).add(user_id, session_id, body.role, body.content, body.tokens)
+
+
+@router.get("/", responses=problem_responses(404), summary="List a session's messages")
+async def list_messages(
+    request: Request,
+    response: Response,
+    session_id: SessionIdQuery,
+    page: MessagePage,
+    user_id: CurrentUserId,
+    uow: UnitOfWorkDep,
+) -> list[MessageDTO]:
+    """Chronological (`created_at`, then `id`). `limit` defaults to 100 (max 100); a full page
+    carries a `Link: <...>; rel="next"` header."""
+    result = await MessageService(uow).list(user_id, session_id, page)
+    response.headers.update(next_link(request, result.next_cursor, page.limit))
+    return result.items
+
+
+@router.get("/{message_id}", responses=problem_responses(404), summary="Get a message")
+async def get_message(
+    message_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> MessageDTO:
+    return await MessageService(uow).get(user_id, message_id)

@@ -1,0 +1,75 @@
+"""`/api/sessions`: the caller's chat sessions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from app.api.deps import CurrentUserId, ResourceId, SessionPage, UnitOfWorkDep, next_link
+from app.api.errors import problem_responses
+from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
+from app.domain.services.sessions import SessionService
+
+router = APIRouter(
+    prefix="/api/sessions", tags=["sessions"], responses=problem_responses(401, 422, 503)
+)
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(413),
+    summary="Create a session",
+)
+async def create_session(
+    body: SessionCreateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> SessionDTO:
+    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters)."""
+    return await SessionService(uow).create(user_id, body.title)
+
+
+@router.get("/", summary="List sessions")
+async def list_sessions(
+    request: Request,
+    response: Response,
+    page: SessionPage,
+    user_id: CurrentUserId,
+    uow: UnitOfWorkDep,
+) -> list[SessionDTO]:
+    """The caller's sessions, most recently active first (`updated_at`, then `id`, descending).
+
+    `limit` defaults to 50 (max 100). When the page is full, a `Link: <...>; rel="next"` header
+    carries the cursor for the next page; `skip` is still accepted.
+    """
+    result = await SessionService(uow).list(user_id, page)
+    response.headers.update(next_link(request, result.next_cursor, page.limit))
+    return result.items
+
+
+@router.get("/{session_id}", responses=problem_responses(404), summary="Get a session")
+async def get_session(
+    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> SessionDTO:
+    """One of the caller's sessions, with its exact message count."""
+    return await SessionService(uow).get(user_id, session_id)
+
+
+@router.patch("/{session_id}", responses=problem_responses(404, 413), summary="Rename a session")
+async def update_session(
+    session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> SessionDTO:
+    """Change the title. Counts as activity: the session moves to the top of the list."""
+    return await SessionService(uow).rename(user_id, session_id, body.title)
+
+
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+    summary="Delete a session",
+)
+async def delete_session(
+    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
+) -> Response:
+    """Delete the session and, in the same statement (database cascade), all its messages."""
+    await SessionService(uow).delete(user_id, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

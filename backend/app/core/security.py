@@ -1,0 +1,73 @@
+"""Bearer-token verification and (for local development) minting."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from app.core.settings import Settings
+from app.domain.dtos import Principal
+
+#: Tokens larger than this are refused before any parsing: nobody needs an 8 KiB JWT.
+MAX_TOKEN_BYTES = 8192
+
+
+class InvalidToken(Exception):
+    """The bearer token is missing, malformed, expired or not ours. Rendered as 401."""
+
+
+class LocalTokens:
+    """HS256 tokens signed with `AUTH_SECRET`: the zero-setup mode for development and tests."""
+
+    algorithms = ("HS256",)
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.auth_secret
+        self._issuer = settings.auth_issuer
+        self._audience = settings.auth_audience
+        self._leeway = settings.auth_leeway_s
+        self._ttl = settings.auth_token_ttl_s
+
+    def mint(self, subject: str, *, email: str | None = None, ttl_s: int | None = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": now,
+            "exp": now + (ttl_s if ttl_s is not None else self._ttl),
+        }
+        if email is not None:
+            claims["email"] = email
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("token is too large")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=list(self.algorithms),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
+        raise InvalidToken("token subject (sub) must be a non-empty string of at most 255 chars")
+    if "\x00" in subject:
+        raise InvalidToken("token subject (sub) contains NUL")
+    email = claims.get("email")
+    if not isinstance(email, str) or not email or len(email) > 320 or "\x00" in email:
+        email = None
+    return Principal(subject=subject, email=email)

@@ -1,0 +1,81 @@
+"""Runtime configuration, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The development secret shipped in the code. Production refuses to start with it.
+DEV_AUTH_SECRET = "dev-only-secret-change-me-before-deploying-0123456789"
+
+#: Repository root: `backend/app/core/settings.py` → three parents up from `app/`.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Settings(BaseSettings):
+    """Every knob the service reads. Names map 1:1 to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=(REPO_ROOT / ".env", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset means an embedded server under EMBEDDED_PG_DIR.",
+    )
+    embedded_pg_dir: Path = REPO_ROOT / ".data" / "postgres"
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    db_connect_timeout_s: float = Field(default=3.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    db_pool_recycle_s: int = Field(default=1800, ge=1)
+
+    auth_mode: Literal["local"] = "local"
+    auth_secret: str = Field(default=DEV_AUTH_SECRET, min_length=32)
+    auth_issuer: str = "agent-stack-local"
+    auth_audience: str = "agent-stack"
+    auth_leeway_s: int = Field(default=30, ge=0, le=300)
+    auth_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept a comma-separated string as well as a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and self.auth_secret == DEV_AUTH_SECRET:
+            raise ValueError(
+                "AUTH_SECRET is the development default; set a secret of your own "
+                "before running with ENVIRONMENT=production"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

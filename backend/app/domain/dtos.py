@@ -1,0 +1,85 @@
+"""DTOs: the API contract. Field limits here are what `/docs` shows and requests are held to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from app.domain import rules
+
+Role = Literal["user", "assistant", "system", "tool"]
+
+Title = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=rules.TITLE_MAX_CHARS,
+        description="Trimmed of surrounding white space; 1..500 characters remain. No NUL.",
+        examples=["Trip to Lisbon"],
+    ),
+    AfterValidator(rules.normalize_title),
+]
+Content = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=rules.CONTENT_MAX_CHARS,
+        description="Message text, kept verbatim. Not blank, no NUL, at most 100,000 characters.",
+        examples=["Hello, agent!"],
+    ),
+    AfterValidator(rules.validate_content),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as the verified token says: `subject` is the token's `sub`."""
+
+    subject: str
+    email: str | None = None
+
+
+class _Input(BaseModel):
+    # Unknown fields (a `user_id`, say) are refused, never silently honoured or dropped.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreateDTO(_Input):
+    title: Title
+
+
+class SessionUpdateDTO(_Input):
+    title: Title
+
+
+class MessageCreateDTO(_Input):
+    role: Role = Field(description="Who wrote the message.")
+    content: Content
+    tokens: int = Field(
+        default=0, ge=0, le=rules.TOKENS_MAX, description="Token count, for usage tracking."
+    )
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SessionDTO(_Output):
+    id: int
+    user_id: int
+    title: str
+    message_count: int = Field(description="Exact number of messages in the session.")
+    created_at: datetime
+    updated_at: datetime = Field(description="Last activity: creation, rename or newest message.")
+
+
+class MessageDTO(_Output):
+    id: int
+    session_id: int
+    role: Role
+    content: str
+    tokens: int
+    created_at: datetime

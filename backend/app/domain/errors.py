@@ -1,0 +1,39 @@
+"""Domain errors. The API layer maps each class to one HTTP status; the domain knows no HTTP."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: `detail` is a sentence meant for the API client."""
+
+    title = "Domain error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    """No such resource *for this caller*: another user's row is reported the same way."""
+
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    title = "Conflict"
+
+
+class InvalidInput(DomainError, ValueError):
+    """A rule was broken. Also a `ValueError`, so Pydantic validators can raise it directly."""
+
+    title = "Invalid input"
+
+
+class Forbidden(DomainError):
+    title = "Forbidden"
+
+
+class Unavailable(DomainError):
+    """A dependency (the database, an identity provider) cannot be reached right now."""
+
+    title = "Service unavailable"

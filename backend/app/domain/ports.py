@@ -1,0 +1,97 @@
+"""What the domain needs from the outside world, as protocols. `persistence/` implements them;
+unit tests implement them in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from app.domain.dtos import Role
+from app.domain.pagination import PageRequest
+
+
+class SessionRow(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def message_count(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class MessageRow(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def session_id(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class UserRepository(Protocol):
+    async def id_for_subject(self, subject: str) -> int | None: ...
+
+    async def add(self, subject: str, email: str | None) -> int | None:
+        """Insert; None when another transaction provisioned the same subject first."""
+        ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, user_id: int, title: str) -> SessionRow: ...
+
+    async def get_owned(self, session_id: int, user_id: int) -> SessionRow | None: ...
+
+    async def list_owned(self, user_id: int, page: PageRequest) -> Sequence[SessionRow]:
+        """Most recently active first: `(updated_at, id)` descending."""
+        ...
+
+    async def rename(self, session_id: int, user_id: int, title: str) -> SessionRow | None: ...
+
+    async def delete_owned(self, session_id: int, user_id: int) -> bool: ...
+
+    async def record_message(self, session_id: int, user_id: int) -> datetime | None:
+        """Count one more message and move the session to the top; locks the session row.
+
+        Returns the new activity time (the clock read *after* the lock, to stamp the message
+        with), or None when the caller owns no such session."""
+        ...
+
+
+class MessageRepository(Protocol):
+    async def add(
+        self, session_id: int, role: Role, content: str, tokens: int, created_at: datetime
+    ) -> MessageRow: ...
+
+    async def get_owned(self, message_id: int, user_id: int) -> MessageRow | None: ...
+
+    async def list_for_session(self, session_id: int, page: PageRequest) -> Sequence[MessageRow]:
+        """Chronological: `(created_at, id)` ascending."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Repositories only flush; `commit` is called once per use case."""
+
+    @property
+    def users(self) -> UserRepository: ...
+    @property
+    def sessions(self) -> SessionRepository: ...
+    @property
+    def messages(self) -> MessageRepository: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...

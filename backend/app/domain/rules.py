@@ -1,0 +1,43 @@
+"""Input rules, shared by the DTOs (422 at the HTTP edge) and the services (every other caller)."""
+
+from __future__ import annotations
+
+from app.domain.errors import InvalidInput
+
+TITLE_MAX_CHARS = 500
+CONTENT_MAX_CHARS = 100_000
+TOKENS_MAX = 2_147_483_647  # PostgreSQL INTEGER
+
+
+def _reject_nul(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL (\\u0000) characters")
+
+
+def normalize_title(value: str) -> str:
+    """Trim surrounding white space; the result must be 1..500 characters."""
+    _reject_nul(value, "title")
+    title = value.strip()
+    if not title:
+        raise InvalidInput("title must not be empty or blank")
+    if len(title) > TITLE_MAX_CHARS:
+        raise InvalidInput(f"title must be at most {TITLE_MAX_CHARS} characters (got {len(title)})")
+    return title
+
+
+def validate_content(value: str) -> str:
+    """Content is kept verbatim (white space matters in prompts) but must not be blank."""
+    _reject_nul(value, "content")
+    if not value.strip():
+        raise InvalidInput("content must not be empty or blank")
+    if len(value) > CONTENT_MAX_CHARS:
+        raise InvalidInput(
+            f"content must be at most {CONTENT_MAX_CHARS} characters (got {len(value)})"
+        )
+    return value
+
+
+def validate_tokens(value: int) -> int:
+    if not 0 <= value <= TOKENS_MAX:
+        raise InvalidInput(f"tokens must be between 0 and {TOKENS_MAX}")
+    return value

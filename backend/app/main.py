@@ -1,0 +1,61 @@
+"""The application factory: where the layers meet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api import errors, health, messages, sessions
+from app.api.middleware import BodySizeLimit
+from app.core.database import create_engine, create_session_factory
+from app.core.security import LocalTokens
+from app.core.settings import Settings, get_settings
+
+DESCRIPTION = """
+Agent Stack keeps AI-agent conversations: users, chat sessions and their messages.
+
+Every `/api` route needs `Authorization: Bearer <JWT>`; the user is provisioned from the token's
+`sub` on first sight. Another user's sessions and messages answer **404**, exactly like missing
+ones. Errors are RFC 9457 problem documents (`application/problem+json`). Lists take `limit`
+(1..100), `skip` (0..10,000) and an `after` cursor, and link the next page in a `Link` header.
+"""
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or create_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Agent Stack",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+    app.state.tokens = LocalTokens(settings)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials="*" not in settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Link", "Retry-After"],
+    )
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(sessions.router)
+    app.include_router(messages.router)
+    return app

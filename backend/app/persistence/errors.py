@@ -1,0 +1,44 @@
+"""Which database failures mean "the database is unreachable" (retry later) rather than a bug."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+_UNREACHABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    PoolTimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or dropped the connection."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(exc.orig, _UNREACHABLE) or isinstance(cause, _UNREACHABLE)
+    return isinstance(exc, _UNREACHABLE)
+
+
+#: Exception classes the API answers itself: 503 when `is_unavailable`, else a logged 500.
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+)

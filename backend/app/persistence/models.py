@@ -1,0 +1,101 @@
+"""ORM models. The database enforces the invariants too (checks, cascades), not only the code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names from the first migration on, so later migrations can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("user", "assistant", "system", "tool")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(BigInteger, Identity(always=True), primary_key=True)
+
+
+def _timestamp() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = _id()
+    auth0_id: Mapped[str] = mapped_column(String(255), unique=True, comment="Token subject (sub)")
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    created_at: Mapped[datetime] = _timestamp()
+
+    sessions: Mapped[list[ChatSession]] = relationship(
+        back_populates="user", lazy="raise", passive_deletes=True
+    )
+
+
+class ChatSession(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint("char_length(title) BETWEEN 1 AND 500", name="title_length"),
+        CheckConstraint("message_count >= 0", name="message_count_non_negative"),
+        Index("ix_sessions_user_id_updated_at_id", "user_id", "updated_at", "id"),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    title: Mapped[str] = mapped_column(String(500), nullable=False)
+    # Kept by the same transaction that inserts or deletes a message: lists read it, never count.
+    message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = _timestamp()
+
+    user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="session", lazy="raise", passive_deletes=True
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role_known"),
+        CheckConstraint("char_length(content) > 0", name="content_not_empty"),
+        CheckConstraint("tokens >= 0", name="tokens_non_negative"),
+        Index("ix_messages_session_id_created_at_id", "session_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = _id()
+    session_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    )
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _timestamp()
+
+    session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")

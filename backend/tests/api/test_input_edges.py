@@ -1,0 +1,106 @@
+"""Hostile or malformed requests: always a clear 4xx problem document, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from app.core.settings import Settings
+
+Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/sessions/abc",
+        "/api/sessions/0",
+        "/api/sessions/-1",
+        "/api/sessions/9223372036854775808",
+        "/api/sessions/99999999999999999999999999",
+        "/api/messages/1.5",
+        "/api/messages/?session_id=9223372036854775808",
+        "/api/messages/?session_id=x",
+        "/api/sessions/?skip=-1",
+        "/api/sessions/?skip=10001",
+        "/api/sessions/?limit=abc",
+        "/api/sessions/?after=not-a-cursor",
+        "/api/messages/?session_id=1&after=%%%",
+    ],
+)
+async def test_bad_ids_and_paging_are_422(client: httpx.AsyncClient, auth: Auth, path: str) -> None:
+    response = await client.get(path, headers=auth("alice"))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"]
+
+
+async def test_largest_bigint_id_is_a_plain_404(client: httpx.AsyncClient, auth: Auth) -> None:
+    response = await client.get("/api/sessions/9223372036854775807", headers=auth("alice"))
+    assert response.status_code == 404
+
+
+async def test_malformed_json_is_422(client: httpx.AsyncClient, auth: Auth) -> None:
+    headers = {**auth("alice"), "Content-Type": "application/json"}
+    response = await client.post("/api/sessions/", content=b'{"title": ', headers=headers)
+    assert response.status_code == 422
+    assert response.json()["title"] == "Unprocessable content"
+    not_object = await client.post("/api/sessions/", content=b'["title"]', headers=headers)
+    assert not_object.status_code == 422
+
+
+async def test_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings
+) -> None:
+    alice = auth("alice")
+    big = b'{"title": "' + b"x" * settings.max_body_bytes + b'"}'
+    response = await client.post(
+        "/api/sessions/", content=big, headers={**alice, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/api/sessions/", headers=alice)).json() == []
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient, auth: Auth) -> None:
+    missing = await client.get("/api/nothing", headers=auth("alice"))
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    wrong = await client.put("/api/sessions/", headers=auth("alice"))
+    assert wrong.status_code == 405
+    assert wrong.json()["status"] == 405
+
+
+async def test_cors_allows_the_configured_origin_only(client: httpx.AsyncClient) -> None:
+    preflight = {
+        "Origin": "http://localhost:3000",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    allowed = await client.options("/api/sessions/", headers=preflight)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    other = await client.options(
+        "/api/sessions/", headers={**preflight, "Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_chunked_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings
+) -> None:
+    alice = auth("alice")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"title": "'
+        for _ in range(settings.max_body_bytes // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = await client.post(
+        "/api/sessions/", content=chunks(), headers={**alice, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert (await client.get("/api/sessions/", headers=alice)).json() == []

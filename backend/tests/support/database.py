@@ -1,0 +1,57 @@
+"""Where the tests' PostgreSQL comes from: TEST_DATABASE_URL, else a throw-away embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.cli import alembic_config
+from app.core.database import async_url
+from app.core.embedded_db import EmbeddedPostgres
+
+TABLES = ("messages", "sessions", "users")
+
+
+@contextmanager
+def test_database_url() -> Iterator[str]:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield async_url(configured)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="agent-stack-test-"))
+    server = EmbeddedPostgres(workdir / "pgdata", database="agent_stack_test")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def alembic(url: str) -> Config:
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    # Alembic's env.py runs its own event loop: keep it off the test loop.
+    await asyncio.to_thread(command.upgrade, alembic(url), revision)
+
+
+async def downgrade(url: str, revision: str) -> None:
+    await asyncio.to_thread(command.downgrade, alembic(url), revision)
+
+
+async def truncate(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
