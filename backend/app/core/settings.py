@@ -66,6 +66,12 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
+    @field_validator("embedded_pg_dir")
+    @classmethod
+    def _anchor_to_repo(cls, value: Path) -> Path:
+        """Relative paths are relative to the repository, wherever the command runs from."""
+        return value if value.is_absolute() else REPO_ROOT / value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production" and self.auth_secret == DEV_AUTH_SECRET:

@@ -1,0 +1,46 @@
+"""`/docs` and `/openapi.json` describe every endpoint, its errors and its limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -> None:
+    schema: dict[str, Any] = (await client.get("/openapi.json")).json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method} {path} has no summary"
+            responses = operation["responses"]
+            if path.startswith("/api/"):
+                for status in ("401", "422", "503"):
+                    assert status in responses, f"{method} {path} lacks {status}"
+                    content = responses[status]["content"]
+                    assert "application/problem+json" in content
+                assert operation["security"] == [{"HTTPBearer": []}]
+            if "{" in path:
+                assert "404" in responses, f"{method} {path} lacks 404"
+
+
+async def test_limits_are_in_the_schema(client: httpx.AsyncClient) -> None:
+    schema: dict[str, Any] = (await client.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    title = components["SessionCreateDTO"]["properties"]["title"]
+    assert (title["minLength"], title["maxLength"]) == (1, 500)
+    message = components["MessageCreateDTO"]
+    assert message["additionalProperties"] is False
+    assert message["properties"]["content"]["maxLength"] == 100_000
+    assert message["properties"]["role"]["enum"] == ["user", "assistant", "system", "tool"]
+    assert message["properties"]["tokens"]["minimum"] == 0
+    params = {p["name"]: p for p in schema["paths"]["/api/sessions/"]["get"]["parameters"]}
+    assert params["limit"]["schema"]["maximum"] == 100
+    assert params["limit"]["schema"]["default"] == 50
+    messages = {p["name"]: p for p in schema["paths"]["/api/messages/"]["get"]["parameters"]}
+    assert messages["limit"]["schema"]["default"] == 100
+
+
+async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
