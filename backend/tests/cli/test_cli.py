@@ -82,6 +82,16 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
         )
         assert created.status_code == 201
         assert (pgdata / "postmaster.pid").exists()
+        # A second command (make migrate, make psql) uses the running server and leaves it up.
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"],
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
+        still = httpx.get(f"http://127.0.0.1:{port}/api/sessions/", headers=headers)
+        assert [s["title"] for s in still.json()] == ["hi"]
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
