@@ -12,6 +12,7 @@ import json
 import secrets
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -237,14 +238,20 @@ async def _measure(
         answer = await check_same_answer(app_server, baseline_server, token)
 
         async def load(target: str, seconds: float) -> WrkRun:
+            server = servers[target]
+            cpu_before = server.cpu_seconds()
             result = await run_wrk(
-                servers[target].url + PATH,
+                server.url + PATH,
                 duration_s=seconds,
                 connections=options.connections,
                 threads=options.threads,
                 headers=auth,
             )
+            cpu_after = server.cpu_seconds()
             _check_clean(target, result)
+            if cpu_before is not None and cpu_after is not None:
+                cpu_ms = (cpu_after - cpu_before) * 1000 / result.requests
+                result = replace(result, server_cpu_ms_per_request=round(cpu_ms, 3))
             return result
 
         if options.warmup_s > 0:
@@ -264,6 +271,16 @@ def _logged_errors(server: Server) -> int:
     return sum(1 for line in server.log_tail(10_000).splitlines() if "Traceback" in line)
 
 
+def _mean_cpu(results: list[WrkRun]) -> float | None:
+    values = [r.server_cpu_ms_per_request for r in results]
+    known = [v for v in values if v is not None]
+    return round(mean(known), 3) if known and len(known) == len(values) else None
+
+
+def _cpu_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _summarise(
     options: BenchOptions,
     runs: list[tuple[int, str, WrkRun]],
@@ -281,17 +298,27 @@ def _summarise(
             "latency_p99_ms": round(mean([r.latency_p99_ms for r in results]), 3),
             "requests": sum(r.requests for r in results),
             "non_2xx_3xx": sum(r.non_2xx_3xx for r in results),
+            "server_cpu_ms_per_request": _mean_cpu(results),
         }
         for target, results in by_target.items()
     }
-    ratio = summary["app"]["requests_per_s"] / summary["baseline"]["requests_per_s"]
+    app_rps = mean([r.requests_per_s for r in by_target["app"]])
+    ratio = app_rps / mean([r.requests_per_s for r in by_target["baseline"]])
     per_round = [
         a.requests_per_s / b.requests_per_s
         for a, b in zip(by_target["app"], by_target["baseline"], strict=True)
     ]
 
     rows: list[list[object]] = [
-        [target, n, r.requests_per_s, r.latency_p50_ms, r.latency_p99_ms, r.non_2xx_3xx]
+        [
+            target,
+            n,
+            r.requests_per_s,
+            r.latency_p50_ms,
+            r.latency_p99_ms,
+            _cpu_cell(r.server_cpu_ms_per_request),
+            r.non_2xx_3xx,
+        ]
         for n, target, r in runs
     ]
     for target, s in summary.items():
@@ -302,6 +329,7 @@ def _summarise(
                 s["requests_per_s"],
                 s["latency_p50_ms"],
                 s["latency_p99_ms"],
+                _cpu_cell(s["server_cpu_ms_per_request"]),
                 s["non_2xx_3xx"],
             ]
         )
@@ -311,7 +339,7 @@ def _summarise(
         f"warm-up {options.warmup_s:g} s each, {options.rounds} rounds (order flips each round)"
     )
     print(f"{load_tool}; uvicorn 1 worker, {loop} + {http}; body {answer['body_bytes']} bytes")
-    print(table(["target", "round", "req/s", "p50 ms", "p99 ms", "non-2xx"], rows))
+    print(table(["target", "round", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx"], rows))
     headline = (
         f"app {summary['app']['requests_per_s']:,.0f} req/s vs raw asyncpg "
         f"{summary['baseline']['requests_per_s']:,.0f} req/s: ratio {ratio:.3f} "
@@ -319,6 +347,13 @@ def _summarise(
     )
     rounds = ", ".join(f"{x:.3f}" for x in per_round)
     print(f"ratio app/baseline: {ratio:.3f}  (per round: {rounds})")
+    app_cpu = _mean_cpu(by_target["app"])
+    base_cpu = _mean_cpu(by_target["baseline"])
+    cpu_ratio = app_cpu / base_cpu if app_cpu and base_cpu else None
+    if cpu_ratio is not None:
+        print(
+            f"server CPU per request, app/baseline: {cpu_ratio:.2f}x ({app_cpu} vs {base_cpu} ms)"
+        )
     if database_work:
         work = ", ".join(f"{k} {v:g}" for k, v in database_work.items())
         print(f"app database work per request (SQLAlchemy events): {work}; baseline: 1 query")
@@ -334,6 +369,7 @@ def _summarise(
         "summary": summary,
         "ratio_app_over_baseline": round(ratio, 4),
         "ratio_per_round": [round(x, 4) for x in per_round],
+        "server_cpu_ratio_app_over_baseline": round(cpu_ratio, 3) if cpu_ratio else None,
         "runs": [{"round": n, "target": t, **r.as_dict()} for n, t, r in runs],
         "app_database_work_per_request": database_work,
         "app_tracebacks_logged": app_errors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -72,12 +73,15 @@ async def bench_database() -> AsyncIterator[BenchDatabase]:
 
     workdir = Path(tempfile.mkdtemp(prefix="agent-stack-bench-"))
     server = EmbeddedPostgres(workdir / "pgdata", database="agent_stack_bench")
+    starting = asyncio.ensure_future(asyncio.to_thread(server.start))
     try:
-        url = await asyncio.to_thread(server.start)
-        db = BenchDatabase(url=url, embedded=True)
+        db = BenchDatabase(url=await asyncio.shield(starting), embedded=True)
         await asyncio.to_thread(_upgrade, db.url)
         yield db
     finally:
-        # Shielded from a second Ctrl-C: a half-stopped server would outlive us.
+        # Interrupted while starting: let the start finish, or stop() would find nothing to stop
+        # and leave a server running on a deleted directory.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(starting)
         await asyncio.shield(asyncio.to_thread(server.stop))
         shutil.rmtree(workdir, ignore_errors=True)

@@ -45,6 +45,19 @@ class Server:
     process: asyncio.subprocess.Process
     log_path: Path
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server has used so far (Linux /proc), else None.
+
+        CPU per request is far steadier than requests per second on a shared machine: it does
+        not move when a neighbour steals a core, only when the code does more work.
+        """
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

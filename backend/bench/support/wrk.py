@@ -46,6 +46,8 @@ class WrkRun:
     non_2xx_3xx: int
     socket_errors: int
     bytes_per_request: float
+    #: Server CPU (user + system) per request, when the caller measured it.
+    server_cpu_ms_per_request: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
