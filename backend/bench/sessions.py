@@ -8,10 +8,12 @@ The figure to quote is the ratio app / baseline of requests per second.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +34,8 @@ DESCRIPTION = "GET /api/sessions/?limit=50 (50 sessions x 20 messages): app vs r
 SESSIONS = 50
 MESSAGES_PER_SESSION = 20
 PATH = "/api/sessions/?limit=50"
+#: Backends publish their statistics about once a second; wait that long before reading them.
+STATS_FLUSH_S = 1.2
 #: Requests whose database work is counted in-process (after one warm-up request).
 COUNTED_REQUESTS = 20
 
@@ -113,10 +117,12 @@ async def check_same_answer(app: Server, baseline: Server, token: str) -> dict[s
 
 
 async def count_database_work(db: BenchDatabase, secret: str, subject: str) -> dict[str, float]:
-    """Per request: SQL statements, transactions and pool checkouts, seen by SQLAlchemy events.
+    """Per request: SQL statements, transaction control and pool pings, seen in-process.
 
-    In-process (httpx ASGITransport), with the app's own engine settings. With `pool_pre_ping`
-    each checkout also costs a ping (BEGIN; ";"; ROLLBACK with SQLAlchemy's asyncpg dialect).
+    Uses the app's own engine settings behind httpx's ASGITransport. SQLAlchemy events count
+    the statements and transactions; the dialect's ping is wrapped to count `pool_pre_ping`
+    checks, each of which costs three round trips with the asyncpg dialect (BEGIN; ";";
+    ROLLBACK). Checked once against PostgreSQL's statement log.
     """
     from app.core.database import create_engine
     from app.core.security import LocalTokens
@@ -128,29 +134,24 @@ async def count_database_work(db: BenchDatabase, secret: str, subject: str) -> d
     counts: Counter[str] = Counter()
     sync_engine = engine.sync_engine
 
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def _statement(*_: Any) -> None:
-        counts["sql_statements"] += 1
+    def counter(name: str) -> Callable[..., None]:
+        def count(*_: Any) -> None:
+            counts[name] += 1
 
-    @event.listens_for(sync_engine, "begin")
-    def _begin(*_: Any) -> None:
-        counts["transactions_begun"] += 1
+        return count
 
-    @event.listens_for(sync_engine, "commit")
-    def _commit(*_: Any) -> None:
-        counts["commits"] += 1
+    event.listen(sync_engine, "before_cursor_execute", counter("sql_statements"))
+    event.listen(sync_engine, "begin", counter("begins"))
+    event.listen(sync_engine, "commit", counter("commits"))
+    event.listen(sync_engine, "rollback", counter("rollbacks"))
+    dialect = sync_engine.dialect
+    ping = dialect.do_ping
 
-    @event.listens_for(sync_engine, "rollback")
-    def _rollback(*_: Any) -> None:
-        counts["rollbacks"] += 1
+    def counting_ping(dbapi_connection: Any) -> bool:
+        counts["pre_pings"] += 1
+        return ping(dbapi_connection)
 
-    @event.listens_for(sync_engine.pool, "checkout")
-    def _checkout(*_: Any) -> None:
-        counts["pool_checkouts"] += 1
-
-    @event.listens_for(sync_engine.pool, "reset")
-    def _reset(*_: Any) -> None:
-        counts["pool_resets"] += 1
+    dialect.do_ping = counting_ping  # type: ignore[method-assign]
 
     headers = {"Authorization": f"Bearer {LocalTokens(settings).mint(subject, ttl_s=600)}"}
     transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
@@ -162,7 +163,15 @@ async def count_database_work(db: BenchDatabase, secret: str, subject: str) -> d
                 (await client.get(PATH, headers=headers)).raise_for_status()
     finally:
         await engine.dispose()
-    return {key: value / COUNTED_REQUESTS for key, value in sorted(counts.items())}
+    per_request = {key: value / COUNTED_REQUESTS for key, value in sorted(counts.items())}
+    per_request["round_trips"] = (
+        per_request.get("sql_statements", 0)
+        + per_request.get("begins", 0)
+        + per_request.get("commits", 0)
+        + per_request.get("rollbacks", 0)
+        + 3 * per_request.get("pre_pings", 0)
+    )
+    return per_request
 
 
 def _check_clean(target: str, run: WrkRun) -> None:
@@ -182,7 +191,7 @@ async def run(options: BenchOptions) -> dict[str, Any]:
         try:
             user_id = await seed(conn, subject)
             try:
-                return await _measure(options, db, subject, user_id, secret)
+                return await _measure(options, db, conn, subject, user_id, secret)
             finally:
                 await conn.execute("DELETE FROM users WHERE id = $1", user_id)
         finally:
@@ -190,7 +199,12 @@ async def run(options: BenchOptions) -> dict[str, Any]:
 
 
 async def _measure(
-    options: BenchOptions, db: BenchDatabase, subject: str, user_id: int, secret: str
+    options: BenchOptions,
+    db: BenchDatabase,
+    conn: asyncpg.Connection[Any],
+    subject: str,
+    user_id: int,
+    secret: str,
 ) -> dict[str, Any]:
     from app.core.security import LocalTokens
     from app.core.settings import Settings
@@ -239,6 +253,7 @@ async def _measure(
 
         async def load(target: str, seconds: float) -> WrkRun:
             server = servers[target]
+            sessions_before = await _database_sessions(conn)
             cpu_before = server.cpu_seconds()
             result = await run_wrk(
                 server.url + PATH,
@@ -252,7 +267,9 @@ async def _measure(
             if cpu_before is not None and cpu_after is not None:
                 cpu_ms = (cpu_after - cpu_before) * 1000 / result.requests
                 result = replace(result, server_cpu_ms_per_request=round(cpu_ms, 3))
-            return result
+            await asyncio.sleep(STATS_FLUSH_S)
+            opened = await _database_sessions(conn) - sessions_before
+            return replace(result, database_connections_opened=opened)
 
         if options.warmup_s > 0:
             for target in servers:
@@ -265,6 +282,18 @@ async def _measure(
         app_errors = _logged_errors(app_server)
 
     return _summarise(options, runs, answer, database_work, app_errors)
+
+
+async def _database_sessions(conn: asyncpg.Connection[Any]) -> int:
+    """Connections ever opened to this database (PostgreSQL 14+; counted when they close).
+
+    A pool that opens connections under load (overflow beyond its size, closed on return)
+    pays a connection set-up per request; this makes it visible.
+    """
+    value = await conn.fetchval(
+        "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int(value or 0)
 
 
 def _logged_errors(server: Server) -> int:
@@ -298,6 +327,7 @@ def _summarise(
             "latency_p99_ms": round(mean([r.latency_p99_ms for r in results]), 3),
             "requests": sum(r.requests for r in results),
             "non_2xx_3xx": sum(r.non_2xx_3xx for r in results),
+            "database_connections_opened": sum(r.database_connections_opened or 0 for r in results),
             "server_cpu_ms_per_request": _mean_cpu(results),
         }
         for target, results in by_target.items()
@@ -317,6 +347,7 @@ def _summarise(
             r.latency_p50_ms,
             r.latency_p99_ms,
             _cpu_cell(r.server_cpu_ms_per_request),
+            r.database_connections_opened,
             r.non_2xx_3xx,
         ]
         for n, target, r in runs
@@ -330,6 +361,7 @@ def _summarise(
                 s["latency_p50_ms"],
                 s["latency_p99_ms"],
                 _cpu_cell(s["server_cpu_ms_per_request"]),
+                s["database_connections_opened"],
                 s["non_2xx_3xx"],
             ]
         )
@@ -339,7 +371,8 @@ def _summarise(
         f"warm-up {options.warmup_s:g} s each, {options.rounds} rounds (order flips each round)"
     )
     print(f"{load_tool}; uvicorn 1 worker, {loop} + {http}; body {answer['body_bytes']} bytes")
-    print(table(["target", "round", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx"], rows))
+    columns = ["target", "round", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "new conns", "non-2xx"]
+    print(table(columns, rows))
     headline = (
         f"app {summary['app']['requests_per_s']:,.0f} req/s vs raw asyncpg "
         f"{summary['baseline']['requests_per_s']:,.0f} req/s: ratio {ratio:.3f} "
@@ -356,7 +389,7 @@ def _summarise(
         )
     if database_work:
         work = ", ".join(f"{k} {v:g}" for k, v in database_work.items())
-        print(f"app database work per request (SQLAlchemy events): {work}; baseline: 1 query")
+        print(f"app database work per request: {work}; baseline: 1 statement, 1 round trip")
     if app_errors:
         print(f"warning: the app logged {app_errors} tracebacks under load")
     return {

@@ -48,6 +48,8 @@ class WrkRun:
     bytes_per_request: float
     #: Server CPU (user + system) per request, when the caller measured it.
     server_cpu_ms_per_request: float | None = None
+    #: Database connections opened (and closed) during the run, when the caller measured it.
+    database_connections_opened: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
