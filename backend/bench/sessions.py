@@ -268,8 +268,10 @@ async def _measure(
                 cpu_ms = (cpu_after - cpu_before) * 1000 / result.requests
                 result = replace(result, server_cpu_ms_per_request=round(cpu_ms, 3))
             await asyncio.sleep(STATS_FLUSH_S)
-            opened = await _database_sessions(conn) - sessions_before
-            return replace(result, database_connections_opened=opened)
+            sessions_after = await _database_sessions(conn)
+            if sessions_before is None or sessions_after is None:
+                return result
+            return replace(result, database_connections_opened=sessions_after - sessions_before)
 
         if options.warmup_s > 0:
             for target in servers:
@@ -284,15 +286,18 @@ async def _measure(
     return _summarise(options, runs, answer, database_work, app_errors)
 
 
-async def _database_sessions(conn: asyncpg.Connection[Any]) -> int:
-    """Connections ever opened to this database (PostgreSQL 14+; counted when they close).
+async def _database_sessions(conn: asyncpg.Connection[Any]) -> int | None:
+    """Connections ever opened to this database (`pg_stat_database.sessions`, PostgreSQL 14+).
 
     A pool that opens connections under load (overflow beyond its size, closed on return)
     pays a connection set-up per request; this makes it visible.
     """
-    value = await conn.fetchval(
-        "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-    )
+    try:
+        value = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+    except asyncpg.UndefinedColumnError:  # PostgreSQL before 14
+        return None
     return int(value or 0)
 
 
