@@ -1,0 +1,1 @@
+"""Machinery shared by the benchmarks: database, uvicorn processes, the load tool, reports."""
