@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.core.security import InvalidToken, LocalTokens
+from app.core.security import InvalidToken, TokenVerifier
 from app.domain.dtos import Principal
 from app.domain.pagination import BIGINT_MAX, Cursor, PageRequest
 from app.domain.ports import UnitOfWork
+from app.domain.rules import Limits
 from app.domain.services.users import UserService
 from app.persistence.unit_of_work import SqlUnitOfWork
 
@@ -38,8 +39,8 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidToken("an Authorization: Bearer <token> header is required")
-    verifier: LocalTokens = request.app.state.tokens
-    return verifier.verify(credentials.credentials)
+    verifier: TokenVerifier = request.app.state.tokens
+    return await verifier.authenticate(credentials.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -50,6 +51,17 @@ async def get_current_user_id(principal: PrincipalDep, uow: UnitOfWorkDep) -> in
 
 
 CurrentUserId = Annotated[int, Depends(get_current_user_id)]
+
+
+def get_limits(request: Request) -> Limits:
+    settings = request.app.state.settings
+    return Limits(
+        max_sessions_per_user=settings.max_sessions_per_user,
+        max_messages_per_session=settings.max_messages_per_session,
+    )
+
+
+LimitsDep = Annotated[Limits, Depends(get_limits)]
 
 ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
 

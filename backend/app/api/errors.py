@@ -70,7 +70,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state.",
         413: "Request body larger than the configured limit.",
         422: "The request broke a validation rule; `errors` lists each field.",
-        503: "The database is unreachable; retry after `Retry-After` seconds.",
+        503: "The database or the identity provider is unreachable; retry after `Retry-After` "
+        "seconds.",
     }
     return {
         status: {

@@ -83,3 +83,13 @@ class MessageDTO(_Output):
     content: str
     tokens: int
     created_at: datetime
+
+
+class UserDTO(BaseModel):
+    id: int
+    subject: str = Field(description="The identity provider's subject (`sub`) for this account.")
+    email: str | None = Field(
+        description="The token's e-mail claim, unless another account already holds that address."
+    )
+    created_at: datetime
+    session_count: int = Field(description="How many chat sessions the account owns.")

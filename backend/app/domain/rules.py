@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.domain.errors import InvalidInput
 
 TITLE_MAX_CHARS = 500
 CONTENT_MAX_CHARS = 100_000
 TOKENS_MAX = 2_147_483_647  # PostgreSQL INTEGER
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-user resource quotas (OWASP API4): no user can grow the database without bound."""
+
+    max_sessions_per_user: int = 10_000
+    max_messages_per_session: int = 10_000
 
 
 def _reject_nul(value: str, field: str) -> None:

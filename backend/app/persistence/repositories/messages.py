@@ -38,6 +38,11 @@ class SqlMessageRepository(Repository):
         )
         return await self._session.scalar(stmt)
 
+    async def count_for_session(self, session_id: int) -> int:
+        # Read after `record_message` locked and bumped the session: the counter is exact.
+        stmt = select(ChatSession.message_count).where(ChatSession.id == session_id)
+        return int(await self._session.scalar(stmt) or 0)
+
     async def list_for_session(self, session_id: int, page: PageRequest) -> Sequence[Message]:
         stmt = keyset(
             select(Message).where(Message.session_id == session_id),

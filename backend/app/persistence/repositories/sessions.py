@@ -23,6 +23,10 @@ class SqlSessionRepository(Repository):
         )
         return await self._session.scalar(stmt)
 
+    async def count_owned(self, user_id: int) -> int:
+        stmt = select(func.count()).select_from(ChatSession).where(ChatSession.user_id == user_id)
+        return int(await self._session.scalar(stmt) or 0)
+
     async def list_owned(self, user_id: int, page: PageRequest) -> Sequence[ChatSession]:
         stmt = keyset(
             select(ChatSession).where(ChatSession.user_id == user_id),
