@@ -4,6 +4,7 @@ unit tests implement them in memory."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -109,6 +110,45 @@ class MessageRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The state of a key someone else holds: in flight (no status yet) or completed."""
+
+    fingerprint: str
+    status_code: int | None
+    body: str | None
+
+
+class IdempotencyRepository(Protocol):
+    async def claim(
+        self,
+        user_id: int,
+        key: str,
+        fingerprint: str,
+        claim: str,
+        *,
+        ttl_s: int,
+        lock_timeout_s: int,
+    ) -> IdempotencyRecord | None:
+        """Take the key for this request: None when it is now ours (new, expired, or abandoned
+        by a request in flight longer than `lock_timeout_s`), else the record holding it."""
+        ...
+
+    async def complete(
+        self, user_id: int, key: str, claim: str, status_code: int, body: str
+    ) -> bool:
+        """Record the response; False when the claim was lost (taken over) meanwhile."""
+        ...
+
+    async def release(self, user_id: int, key: str, claim: str) -> None:
+        """Forget a claim whose request failed, so a retry runs it again."""
+        ...
+
+    async def purge_expired(self, limit: int) -> int:
+        """Delete up to `limit` expired keys; returns how many went."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Repositories only flush; `commit` is called once per use case."""
 
@@ -118,6 +158,8 @@ class UnitOfWork(Protocol):
     def sessions(self) -> SessionRepository: ...
     @property
     def messages(self) -> MessageRepository: ...
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     async def commit(self) -> None: ...
 
