@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.security import InvalidToken, TokenVerifier
 from app.domain.dtos import Principal
-from app.domain.pagination import BIGINT_MAX, Cursor, PageRequest
+from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
 from app.domain.ports import UnitOfWork
 from app.domain.rules import Limits
 from app.domain.services.users import UserService
@@ -84,7 +84,8 @@ def page_request(default_limit: int) -> Callable[..., PageRequest]:
         after: Annotated[
             str | None,
             Query(
-                max_length=200,
+                max_length=40,
+                pattern=CURSOR_PATTERN,
                 description="Opaque cursor from the previous page's Link rel=next header.",
             ),
         ] = None,

@@ -33,7 +33,7 @@ SessionIdQuery = Annotated[
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageDTO,
-    responses=problem_responses(404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413),
     summary="Add a message",
 )
 async def create_message(

@@ -26,7 +26,7 @@ router = APIRouter(
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionDTO,
-    responses=problem_responses(409, 413),
+    responses=problem_responses(400, 409, 413),
     summary="Create a session",
 )
 async def create_session(
@@ -69,7 +69,11 @@ async def get_session(
     return await SessionService(uow).get(user_id, session_id)
 
 
-@router.patch("/{session_id}", responses=problem_responses(404, 413), summary="Rename a session")
+@router.patch(
+    "/{session_id}",
+    responses=problem_responses(400, 404, 413),
+    summary="Rename a session",
+)
 async def update_session(
     session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
 ) -> SessionDTO:

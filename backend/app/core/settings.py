@@ -93,7 +93,9 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     cors_allow_credentials: bool = True
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # 2 MiB: the largest valid request must fit. 100,000 characters of content, JSON-escaped as
+    # surrogate pairs (`\ud83d\ude00`, 12 bytes each), are 1.2 MB; 1 MiB refused valid messages.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
     @field_validator("oidc_algorithms", mode="before")
     @classmethod
