@@ -19,6 +19,7 @@ Title = Annotated[
         max_length=rules.TITLE_MAX_CHARS,
         description="Trimmed of surrounding white space; 1..500 characters remain. No NUL.",
         examples=["Trip to Lisbon"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
     ),
     AfterValidator(rules.normalize_title),
 ]
@@ -29,6 +30,7 @@ Content = Annotated[
         max_length=rules.CONTENT_MAX_CHARS,
         description="Message text, kept verbatim. Not blank, no NUL, at most 100,000 characters.",
         examples=["Hello, agent!"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
     ),
     AfterValidator(rules.validate_content),
 ]
