@@ -11,6 +11,7 @@ RUN = cd backend && $(UV) run --quiet --locked
 WORKERS ?= 4
 MSG ?=
 SUB ?=
+FUZZ_EXAMPLES ?= 300
 
 .PHONY: help uv install dev serve test lint format migrate migrate-create migrate-rollback \
 	migrate-check token psql bench fuzz
@@ -62,6 +63,10 @@ token: install ## print a development bearer token: make token SUB=alice
 
 psql: install ## open psql on the service's database
 	$(RUN) agent-stack psql
+
+fuzz: install ## schemathesis, deeper than in `make test`: make fuzz FUZZ_EXAMPLES=1000
+	cd backend && FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(UV) run --quiet --locked \
+		pytest tests/fuzz -p no:cacheprovider --hypothesis-show-statistics
 
 bench: install ## load benchmarks with same-run baselines (see backend/bench/README.md)
 	$(RUN) python -m bench

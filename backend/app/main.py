@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import errors, health, messages, sessions
+from app.api import errors, health, messages, sessions, users
+from app.api.deps import reject_unknown_query
 from app.api.middleware import BodySizeLimit
 from app.core.database import create_engine, create_session_factory
-from app.core.security import LocalTokens
+from app.core.oidc import OidcTokens
+from app.core.security import LocalTokens, TokenVerifier
 from app.core.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -39,16 +41,20 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
-    app.state.tokens = LocalTokens(settings)
+    tokens: TokenVerifier = (
+        OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
+    )
+    app.state.tokens = tokens
 
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_credentials="*" not in settings.cors_origins,
+        allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=["Link", "Retry-After"],
@@ -58,4 +64,5 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(messages.router)
+    app.include_router(users.router)
     return app

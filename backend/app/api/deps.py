@@ -6,12 +6,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.core.security import InvalidToken, LocalTokens
+from app.core.security import InvalidToken, TokenVerifier
 from app.domain.dtos import Principal
-from app.domain.pagination import BIGINT_MAX, Cursor, PageRequest
+from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
 from app.domain.ports import UnitOfWork
+from app.domain.rules import Limits
 from app.domain.services.users import UserService
 from app.persistence.unit_of_work import SqlUnitOfWork
 
@@ -21,6 +25,30 @@ _bearer = HTTPBearer(
     auto_error=False,
     description="A JWT: `make token SUB=alice` mints one for local development.",
 )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare, as bodies refuse unknown fields: a
+    typo such as `?limt=5` must not be silently ignored."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    declared = _query_names(route.dependant)
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"type": "extra_forbidden", "loc": ("query", name), "msg": "Unknown parameter"}
+                for name in unknown
+            ]
+        )
 
 
 async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
@@ -38,8 +66,8 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidToken("an Authorization: Bearer <token> header is required")
-    verifier: LocalTokens = request.app.state.tokens
-    return verifier.verify(credentials.credentials)
+    verifier: TokenVerifier = request.app.state.tokens
+    return await verifier.authenticate(credentials.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -50,6 +78,17 @@ async def get_current_user_id(principal: PrincipalDep, uow: UnitOfWorkDep) -> in
 
 
 CurrentUserId = Annotated[int, Depends(get_current_user_id)]
+
+
+def get_limits(request: Request) -> Limits:
+    settings = request.app.state.settings
+    return Limits(
+        max_sessions_per_user=settings.max_sessions_per_user,
+        max_messages_per_session=settings.max_messages_per_session,
+    )
+
+
+LimitsDep = Annotated[Limits, Depends(get_limits)]
 
 ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
 
@@ -72,7 +111,8 @@ def page_request(default_limit: int) -> Callable[..., PageRequest]:
         after: Annotated[
             str | None,
             Query(
-                max_length=200,
+                max_length=40,
+                pattern=CURSOR_PATTERN,
                 description="Opaque cursor from the previous page's Link rel=next header.",
             ),
         ] = None,

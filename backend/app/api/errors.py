@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -65,12 +66,14 @@ def unavailable(detail: str = "the database is unreachable; retry shortly") -> J
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem answers for a route."""
     described = {
+        400: "The body could not be parsed as JSON.",
         401: "Missing, malformed or expired bearer token.",
         404: "No such resource for this caller (another user's rows look missing, too).",
         409: "Conflicts with the current state.",
         413: "Request body larger than the configured limit.",
         422: "The request broke a validation rule; `errors` lists each field.",
-        503: "The database is unreachable; retry after `Retry-After` seconds.",
+        503: "The database or the identity provider is unreachable; retry after `Retry-After` "
+        "seconds.",
     }
     return {
         status: {
@@ -87,6 +90,18 @@ def _validation_detail(errors: list[dict[str, Any]]) -> str:
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first.get('msg', 'invalid value')}{more}"
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method routed for this path. (With included routers the framework's 405 names only
+    the first matching route's methods; RFC 9110 wants them all in `Allow`.)"""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:
@@ -114,13 +129,18 @@ def install(app: FastAPI) -> None:
         return problem(422, "Unprocessable content", _validation_detail(errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}.get(
-            exc.status_code, "Error"
-        )
-        if exc.status_code == 413:
-            title = "Content too large"
-        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {
+            400: "Bad request",
+            401: "Unauthorized",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Content too large",
+        }.get(exc.status_code, "Error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return problem(exc.status_code, title, str(exc.detail), headers=headers or None)
 
     async def _infrastructure(_: Request, exc: Exception) -> JSONResponse:
         if is_unavailable(exc):

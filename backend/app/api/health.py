@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.errors import problem_responses
+
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
@@ -32,7 +34,10 @@ async def _ping(engine: AsyncEngine) -> None:
 @router.get(
     "/health",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database cannot be reached."}},
+    responses={
+        503: {"model": Health, "description": "The database cannot be reached."},
+        **problem_responses(422),
+    },
     summary="Health check",
 )
 async def health(request: Request) -> JSONResponse:

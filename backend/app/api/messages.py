@@ -6,8 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import CurrentUserId, MessagePage, ResourceId, UnitOfWorkDep, next_link
+from app.api.deps import (
+    CurrentUserId,
+    LimitsDep,
+    MessagePage,
+    ResourceId,
+    UnitOfWorkDep,
+    next_link,
+)
 from app.api.errors import problem_responses
+from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import MessageCreateDTO, MessageDTO
 from app.domain.pagination import BIGINT_MAX
 from app.domain.services.messages import MessageService
@@ -24,18 +32,29 @@ SessionIdQuery = Annotated[
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(404, 413),
+    response_model=MessageDTO,
+    responses=problem_responses(400, 404, 409, 413),
     summary="Add a message",
 )
 async def create_message(
-    session_id: SessionIdQuery, body: MessageCreateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> MessageDTO:
+    session_id: SessionIdQuery,
+    body: MessageCreateDTO,
+    idempotency: IdempotencyDep,
+    limits: LimitsDep,
+) -> MessageDTO | Response:
     """Append a message to one of the caller's sessions.
 
     In the same transaction the session's `message_count` grows by one and the session moves to
-    the top of the caller's list.
+    the top of the caller's list. Send an `Idempotency-Key` to make retries safe (see the
+    header). 409 when the session already holds `MAX_MESSAGES_PER_SESSION` messages, or while a
+    request with the same key is running.
     """
-    return await MessageService(uow).add(user_id, session_id, body.role, body.content, body.tokens)
+    user_id = idempotency.user_id
+    return await idempotency.run(
+        lambda uow: MessageService(uow, limits).add(
+            user_id, session_id, body.role, body.content, body.tokens
+        )
+    )
 
 
 @router.get("/", responses=problem_responses(404), summary="List a session's messages")

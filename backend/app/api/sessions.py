@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.api.deps import CurrentUserId, ResourceId, SessionPage, UnitOfWorkDep, next_link
+from app.api.deps import (
+    CurrentUserId,
+    LimitsDep,
+    ResourceId,
+    SessionPage,
+    UnitOfWorkDep,
+    next_link,
+)
 from app.api.errors import problem_responses
+from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
 from app.domain.services.sessions import SessionService
 
@@ -17,14 +25,22 @@ router = APIRouter(
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(413),
+    response_model=SessionDTO,
+    responses=problem_responses(400, 409, 413),
     summary="Create a session",
 )
 async def create_session(
-    body: SessionCreateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> SessionDTO:
-    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters)."""
-    return await SessionService(uow).create(user_id, body.title)
+    body: SessionCreateDTO, idempotency: IdempotencyDep, limits: LimitsDep
+) -> SessionDTO | Response:
+    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
+
+    Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
+    has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
+    """
+    user_id = idempotency.user_id
+    return await idempotency.run(
+        lambda uow: SessionService(uow, limits).create(user_id, body.title)
+    )
 
 
 @router.get("/", summary="List sessions")
@@ -53,7 +69,11 @@ async def get_session(
     return await SessionService(uow).get(user_id, session_id)
 
 
-@router.patch("/{session_id}", responses=problem_responses(404, 413), summary="Rename a session")
+@router.patch(
+    "/{session_id}",
+    responses=problem_responses(400, 404, 413),
+    summary="Rename a session",
+)
 async def update_session(
     session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
 ) -> SessionDTO:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -16,6 +16,14 @@ MAX_TOKEN_BYTES = 8192
 
 class InvalidToken(Exception):
     """The bearer token is missing, malformed, expired or not ours. Rendered as 401."""
+
+
+class TokenVerifier(Protocol):
+    """What the API needs from an authentication mode: a verified principal, or an error."""
+
+    async def authenticate(self, token: str) -> Principal:
+        """Raise `InvalidToken` (401) or `Unavailable` (503, identity provider unreachable)."""
+        ...
 
 
 class LocalTokens:
@@ -60,14 +68,23 @@ class LocalTokens:
             raise InvalidToken(str(exc)) from exc
         return principal_from_claims(claims)
 
+    async def authenticate(self, token: str) -> Principal:
+        return self.verify(token)
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+
+def principal_from_claims(claims: dict[str, Any], email_claim: str = "email") -> Principal:
+    """The principal a verified token names.
+
+    The e-mail is informational (ownership always follows `sub`); one the provider explicitly
+    marks unverified (`email_verified: false`) is ignored so nobody can squat an address."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
         raise InvalidToken("token subject (sub) must be a non-empty string of at most 255 chars")
     if "\x00" in subject:
         raise InvalidToken("token subject (sub) contains NUL")
-    email = claims.get("email")
+    email = claims.get(email_claim)
     if not isinstance(email, str) or not email or len(email) > 320 or "\x00" in email:
+        email = None
+    if claims.get("email_verified") is False:
         email = None
     return Principal(subject=subject, email=email)

@@ -12,6 +12,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 #: The development secret shipped in the code. Production refuses to start with it.
 DEV_AUTH_SECRET = "dev-only-secret-change-me-before-deploying-0123456789"
 
+#: Signature algorithms OIDC mode may pin: asymmetric only, so a public key can never be misused
+#: as an HMAC secret (the classic algorithm-confusion attack).
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+
+#: Idempotency keys are kept at least this long (the IETF draft and Stripe both use 24 hours).
+MIN_IDEMPOTENCY_TTL_S = 24 * 3600
+
 #: Repository root: `backend/app/core/settings.py` → three parents up from `app/`.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,15 +52,66 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     db_pool_recycle_s: int = Field(default=1800, ge=1)
 
-    auth_mode: Literal["local"] = "local"
+    auth_mode: Literal["local", "oidc"] = "local"
+    allow_local_auth_in_production: bool = Field(
+        default=False, description="Let ENVIRONMENT=production run with AUTH_MODE=local."
+    )
     auth_secret: str = Field(default=DEV_AUTH_SECRET, min_length=32)
     auth_issuer: str = "agent-stack-local"
     auth_audience: str = "agent-stack"
     auth_leeway_s: int = Field(default=30, ge=0, le=300)
     auth_token_ttl_s: int = Field(default=24 * 3600, ge=60)
 
+    oidc_issuer: str | None = Field(
+        default=None, description="Issuer URL, e.g. https://TENANT.auth0.com/ (with the slash)."
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="The API identifier tokens must be issued for (`aud`)."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="JWKS URL; unset means `jwks_uri` from the issuer's openid-configuration.",
+    )
+    oidc_algorithms: Annotated[list[str], NoDecode] = ["RS256"]
+    oidc_email_claim: str = Field(
+        default="email", description="Claim holding the e-mail (Auth0: a namespaced claim)."
+    )
+    oidc_jwks_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    oidc_jwks_refresh_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Minimum time between two JWKS fetches caused by unknown key ids.",
+    )
+    oidc_http_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+    idempotency_ttl_s: int = Field(default=MIN_IDEMPOTENCY_TTL_S, ge=MIN_IDEMPOTENCY_TTL_S)
+    idempotency_lock_timeout_s: int = Field(default=60, ge=1, le=3600)
+
+    max_sessions_per_user: int = Field(default=10_000, ge=1)
+    max_messages_per_session: int = Field(default=10_000, ge=1)
+
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_allow_credentials: bool = True
+    # 2 MiB: the largest valid request must fit. 100,000 characters of content, JSON-escaped as
+    # surrogate pairs (`\ud83d\ude00`, 12 bytes each), are 1.2 MB; 1 MiB refused valid messages.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    @field_validator("oidc_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = sorted(set(value) - ASYMMETRIC_ALGORITHMS)
+        if refused or not value:
+            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            raise ValueError(f"OIDC_ALGORITHMS must be a non-empty subset of {allowed}")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -73,11 +133,25 @@ class Settings(BaseSettings):
         return value if value.is_absolute() else REPO_ROOT / value
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Settings:
-        if self.environment == "production" and self.auth_secret == DEV_AUTH_SECRET:
+    def _refuse_unsafe_configuration(self) -> Settings:
+        if self.auth_mode == "oidc" and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError("AUTH_MODE=oidc needs OIDC_ISSUER and OIDC_AUDIENCE")
+        if self.environment != "production":
+            return self
+        if self.auth_secret == DEV_AUTH_SECRET:
             raise ValueError(
                 "AUTH_SECRET is the development default; set a secret of your own "
                 "before running with ENVIRONMENT=production"
+            )
+        if self.auth_mode == "local" and not self.allow_local_auth_in_production:
+            raise ValueError(
+                "AUTH_MODE=local signs tokens with a shared secret; use AUTH_MODE=oidc in "
+                "production, or set ALLOW_LOCAL_AUTH_IN_PRODUCTION=true if you really mean it"
+            )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "CORS_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true lets any web site make "
+                "credentialed calls; list the origins or set CORS_ALLOW_CREDENTIALS=false"
             )
         return self
 

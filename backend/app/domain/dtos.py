@@ -19,6 +19,7 @@ Title = Annotated[
         max_length=rules.TITLE_MAX_CHARS,
         description="Trimmed of surrounding white space; 1..500 characters remain. No NUL.",
         examples=["Trip to Lisbon"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
     ),
     AfterValidator(rules.normalize_title),
 ]
@@ -29,6 +30,7 @@ Content = Annotated[
         max_length=rules.CONTENT_MAX_CHARS,
         description="Message text, kept verbatim. Not blank, no NUL, at most 100,000 characters.",
         examples=["Hello, agent!"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
     ),
     AfterValidator(rules.validate_content),
 ]
@@ -83,3 +85,13 @@ class MessageDTO(_Output):
     content: str
     tokens: int
     created_at: datetime
+
+
+class UserDTO(BaseModel):
+    id: int
+    subject: str = Field(description="The identity provider's subject (`sub`) for this account.")
+    email: str | None = Field(
+        description="The token's e-mail claim, unless another account already holds that address."
+    )
+    created_at: datetime
+    session_count: int = Field(description="How many chat sessions the account owns.")

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.domain.errors import InvalidInput
 
 TITLE_MAX_CHARS = 500
 CONTENT_MAX_CHARS = 100_000
 TOKENS_MAX = 2_147_483_647  # PostgreSQL INTEGER
+
+
+#: Python's white space (what `str.strip()` removes), as a regex character class body.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+#: What the text rules accept, for the OpenAPI schema: no NUL, and at least one character that
+#: is not white space. Fuzzers generate from it, so it must match the validators exactly.
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-user resource quotas (OWASP API4): no user can grow the database without bound."""
+
+    max_sessions_per_user: int = 10_000
+    max_messages_per_session: int = 10_000
 
 
 def _reject_nul(value: str, field: str) -> None:

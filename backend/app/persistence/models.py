@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Uuid,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -99,3 +100,35 @@ class Message(Base):
     created_at: Mapped[datetime] = _timestamp()
 
     session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")
+
+
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key`: claimed while its request runs, then the recorded response.
+
+    The response is written in the transaction that creates the resource, so a replayable
+    response exists exactly when the resource does."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("char_length(key) BETWEEN 1 AND 255", name="key_length"),
+        CheckConstraint(
+            "(status_code IS NULL) = (response_body IS NULL)", name="response_complete"
+        ),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(
+        String(64), nullable=False, comment="SHA-256 of method, path, query and body"
+    )
+    claim: Mapped[str] = mapped_column(
+        Uuid(as_uuid=False), nullable=False, comment="Which request holds or held the key"
+    )
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp()
+    locked_at: Mapped[datetime] = _timestamp()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
 from app.persistence.repositories.sessions import SqlSessionRepository
 from app.persistence.repositories.users import SqlUserRepository
@@ -15,6 +16,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(session)
         self.sessions = SqlSessionRepository(session)
         self.messages = SqlMessageRepository(session)
+        self.idempotency = SqlIdempotencyRepository(session)
 
     async def commit(self) -> None:
         await self._session.commit()

@@ -104,3 +104,22 @@ async def test_chunked_body_over_the_limit_is_413(
     )
     assert response.status_code == 413
     assert (await client.get("/api/sessions/", headers=alice)).json() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/sessions/?limt=5", "/api/sessions/?=x", "/api/messages/?session_id=1&x=1"]
+)
+async def test_unknown_query_parameters_are_422(
+    client: httpx.AsyncClient, auth: Auth, path: str
+) -> None:
+    response = await client.get(path, headers=auth("alice"))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["type"] == "extra_forbidden"
+
+
+@pytest.mark.parametrize("title", [" \u3000\x1c", "\x85\t", "a\x00b"])
+async def test_blank_or_nul_titles_are_422(
+    client: httpx.AsyncClient, auth: Auth, title: str
+) -> None:
+    response = await client.post("/api/sessions/", json={"title": title}, headers=auth("alice"))
+    assert response.status_code == 422

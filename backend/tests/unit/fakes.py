@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.domain.dtos import Role
 from app.domain.pagination import PageRequest
+from app.domain.ports import IdempotencyRecord, MessageSlot
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,9 +43,18 @@ class MessageRecord:
 
 
 @dataclass
+class UserRecord:
+    id: int
+    auth0_id: str
+    email: str | None
+    created_at: datetime
+
+
+@dataclass
 class Store:
     clock: Clock = field(default_factory=Clock)
-    users: dict[str, int] = field(default_factory=dict)
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    keys: dict[tuple[int, str], tuple[str, str, IdempotencyRecord]] = field(default_factory=dict)
     sessions: dict[int, SessionRecord] = field(default_factory=dict)
     messages: dict[int, MessageRecord] = field(default_factory=dict)
 
@@ -54,13 +64,37 @@ class FakeUsers:
         self.store = store
 
     async def id_for_subject(self, subject: str) -> int | None:
+        row = self.store.users.get(subject)
+        return row.id if row else None
+
+    async def find_by_subject(self, subject: str) -> UserRecord | None:
         return self.store.users.get(subject)
 
+    async def get(self, user_id: int) -> UserRecord | None:
+        return next((u for u in self.store.users.values() if u.id == user_id), None)
+
+    async def set_email(self, user_id: int, email: str) -> bool:
+        if any(u.email == email for u in self.store.users.values()):
+            return False
+        row = await self.get(user_id)
+        assert row is not None
+        row.email = email
+        return True
+
+    async def delete(self, user_id: int) -> bool:
+        row = await self.get(user_id)
+        if row is None:
+            return False
+        del self.store.users[row.auth0_id]
+        return True
+
     async def add(self, subject: str, email: str | None) -> int | None:
-        if subject in self.store.users:
+        taken = email is not None and any(u.email == email for u in self.store.users.values())
+        if subject in self.store.users or taken:
             return None
-        self.store.users[subject] = len(self.store.users) + 1
-        return self.store.users[subject]
+        row = UserRecord(len(self.store.users) + 1, subject, email, self.store.clock.now())
+        self.store.users[subject] = row
+        return row.id
 
 
 class FakeSessions:
@@ -76,6 +110,9 @@ class FakeSessions:
     async def get_owned(self, session_id: int, user_id: int) -> SessionRecord | None:
         row = self.store.sessions.get(session_id)
         return row if row is not None and row.user_id == user_id else None
+
+    async def count_owned(self, user_id: int) -> int:
+        return sum(1 for s in self.store.sessions.values() if s.user_id == user_id)
 
     async def list_owned(self, user_id: int, page: PageRequest) -> Sequence[SessionRecord]:
         rows = sorted(
@@ -102,13 +139,13 @@ class FakeSessions:
             del self.store.messages[mid]
         return True
 
-    async def record_message(self, session_id: int, user_id: int) -> datetime | None:
+    async def record_message(self, session_id: int, user_id: int) -> MessageSlot | None:
         row = await self.get_owned(session_id, user_id)
         if row is None:
             return None
         row.message_count += 1
         row.updated_at = self.store.clock.now()
-        return row.updated_at
+        return MessageSlot(row.updated_at, row.message_count)
 
 
 class FakeMessages:
@@ -141,6 +178,54 @@ class FakeMessages:
         return rows[page.skip : page.skip + page.limit]
 
 
+class FakeIdempotency:
+    """Keys without expiry: enough for the domain rules (replay, mismatch, in flight)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(
+        self,
+        user_id: int,
+        key: str,
+        fingerprint: str,
+        claim: str,
+        *,
+        ttl_s: int,
+        lock_timeout_s: int,
+    ) -> IdempotencyRecord | None:
+        held = self.store.keys.get((user_id, key))
+        if held is not None:
+            return held[2]
+        self.store.keys[(user_id, key)] = (
+            claim,
+            fingerprint,
+            IdempotencyRecord(fingerprint, None, None),
+        )
+        return None
+
+    async def complete(
+        self, user_id: int, key: str, claim: str, status_code: int, body: str
+    ) -> bool:
+        held = self.store.keys.get((user_id, key))
+        if held is None or held[0] != claim:
+            return False
+        self.store.keys[(user_id, key)] = (
+            claim,
+            held[1],
+            IdempotencyRecord(held[1], status_code, body),
+        )
+        return True
+
+    async def release(self, user_id: int, key: str, claim: str) -> None:
+        held = self.store.keys.get((user_id, key))
+        if held is not None and held[0] == claim:
+            del self.store.keys[(user_id, key)]
+
+    async def purge_expired(self, limit: int) -> int:
+        return 0
+
+
 class FakeUnitOfWork:
     """Counts commits so tests can pin "one commit per use case, none on failure"."""
 
@@ -149,6 +234,7 @@ class FakeUnitOfWork:
         self.users = FakeUsers(self.store)
         self.sessions = FakeSessions(self.store)
         self.messages = FakeMessages(self.store)
+        self.idempotency = FakeIdempotency(self.store)
         self.commits = 0
 
     async def commit(self) -> None:

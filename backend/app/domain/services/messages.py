@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from app.domain.dtos import MessageDTO, Role
-from app.domain.errors import NotFound
+from app.domain.errors import Conflict, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
 from app.domain.ports import UnitOfWork
-from app.domain.rules import validate_content, validate_tokens
+from app.domain.rules import Limits, validate_content, validate_tokens
 from app.domain.services.sessions import session_not_found
 
 
 class MessageService:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, limits: Limits | None = None) -> None:
         self._uow = uow
+        self._limits = limits or Limits()
 
     async def add(
         self, user_id: int, session_id: int, role: Role, content: str, tokens: int = 0
@@ -25,10 +26,17 @@ class MessageService:
         """
         content = validate_content(content)
         tokens = validate_tokens(tokens)
-        at = await self._uow.sessions.record_message(session_id, user_id)
-        if at is None:
+        slot = await self._uow.sessions.record_message(session_id, user_id)
+        if slot is None:
             raise session_not_found(session_id)
-        row = await self._uow.messages.add(session_id, role, content, tokens, at)
+        # Exact under concurrency: the session row is locked and its counter already bumped;
+        # raising before the commit rolls the bump back.
+        if slot.message_count > self._limits.max_messages_per_session:
+            raise Conflict(
+                f"session {session_id} already has {self._limits.max_messages_per_session} "
+                "messages, the maximum; start a new session"
+            )
+        row = await self._uow.messages.add(session_id, role, content, tokens, slot.at)
         dto = MessageDTO.model_validate(row)
         await self._uow.commit()
         return dto

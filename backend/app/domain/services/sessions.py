@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from app.domain.dtos import SessionDTO
-from app.domain.errors import NotFound
+from app.domain.errors import Conflict, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
 from app.domain.ports import UnitOfWork
-from app.domain.rules import normalize_title
+from app.domain.rules import Limits, normalize_title
 
 
 def session_not_found(session_id: int) -> NotFound:
@@ -15,11 +15,19 @@ def session_not_found(session_id: int) -> NotFound:
 
 
 class SessionService:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, limits: Limits | None = None) -> None:
         self._uow = uow
+        self._limits = limits or Limits()
 
     async def create(self, user_id: int, title: str) -> SessionDTO:
-        row = await self._uow.sessions.add(user_id, normalize_title(title))
+        title = normalize_title(title)
+        # A quota, not an invariant: concurrent creates may overshoot it by their number.
+        if await self._uow.sessions.count_owned(user_id) >= self._limits.max_sessions_per_user:
+            raise Conflict(
+                f"the account already has {self._limits.max_sessions_per_user} sessions, the "
+                "maximum; delete some before creating more"
+            )
+        row = await self._uow.sessions.add(user_id, title)
         dto = SessionDTO.model_validate(row)
         await self._uow.commit()
         return dto

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
 
 from app.domain.pagination import PageRequest
+from app.domain.ports import MessageSlot
 from app.persistence.models import ChatSession
 from app.persistence.repositories.base import Repository, keyset
 
@@ -22,6 +22,10 @@ class SqlSessionRepository(Repository):
             ChatSession.id == session_id, ChatSession.user_id == user_id
         )
         return await self._session.scalar(stmt)
+
+    async def count_owned(self, user_id: int) -> int:
+        stmt = select(func.count()).select_from(ChatSession).where(ChatSession.user_id == user_id)
+        return int(await self._session.scalar(stmt) or 0)
 
     async def list_owned(self, user_id: int, page: PageRequest) -> Sequence[ChatSession]:
         stmt = keyset(
@@ -52,7 +56,7 @@ class SqlSessionRepository(Repository):
         )
         return await self._session.scalar(stmt) is not None
 
-    async def record_message(self, session_id: int, user_id: int) -> datetime | None:
+    async def record_message(self, session_id: int, user_id: int) -> MessageSlot | None:
         stmt = (
             update(ChatSession)
             .where(ChatSession.id == session_id, ChatSession.user_id == user_id)
@@ -60,7 +64,8 @@ class SqlSessionRepository(Repository):
                 message_count=ChatSession.message_count + 1,
                 updated_at=func.clock_timestamp(),
             )
-            .returning(ChatSession.updated_at)
+            .returning(ChatSession.updated_at, ChatSession.message_count)
             .execution_options(synchronize_session=False)
         )
-        return await self._session.scalar(stmt)
+        row = (await self._session.execute(stmt)).one_or_none()
+        return MessageSlot(row.updated_at, row.message_count) if row is not None else None

@@ -1,0 +1,184 @@
+"""Every `/api` route and every verb, called by bob against alice's data.
+
+The route list comes from the app itself: a new route that is not in MATRIX fails
+`test_every_api_route_is_in_the_matrix`, so nobody can add an endpoint and forget its authorization.
+Another user's ids always answer 404 (worded exactly like a missing id), and nothing of alice's
+changes, whatever bob does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+Auth = Callable[[str], dict[str, str]]
+VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MISSING_ID = 9_000_000_000
+
+
+@dataclass(frozen=True)
+class Alice:
+    session_id: int
+    message_id: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How bob calls a route: the URL (given alice's ids), a body, and the status he must get."""
+
+    url: Callable[[Alice], str]
+    status: int
+    body: dict[str, Any] | None = None
+    check: Callable[[httpx.Response, Alice], None] | None = None
+    #: For routes taking an id: the same URL with an id nobody has, to compare the 404s.
+    missing_url: str | None = None
+
+
+def _lists_none_of_alices(response: httpx.Response, alice: Alice) -> None:
+    assert alice.session_id not in {item["id"] for item in response.json()}
+
+
+def _is_bob(response: httpx.Response, _: Alice) -> None:
+    assert response.json()["subject"] == "bob"
+    assert response.json()["session_count"] == 0
+
+
+def _owned_by_bob(response: httpx.Response, alice: Alice) -> None:
+    assert response.json()["id"] != alice.session_id
+
+
+MESSAGE = {"role": "user", "content": "bob was here"}
+
+MATRIX: dict[tuple[str, str], Probe] = {
+    ("POST", "/api/sessions/"): Probe(
+        lambda a: "/api/sessions/", 201, {"title": "bob's"}, _owned_by_bob
+    ),
+    ("GET", "/api/sessions/"): Probe(lambda a: "/api/sessions/", 200, check=_lists_none_of_alices),
+    ("GET", "/api/sessions/{session_id}"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}",
+        404,
+        missing_url=f"/api/sessions/{MISSING_ID}",
+    ),
+    ("PATCH", "/api/sessions/{session_id}"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}",
+        404,
+        {"title": "pwned"},
+        missing_url=f"/api/sessions/{MISSING_ID}",
+    ),
+    ("DELETE", "/api/sessions/{session_id}"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}",
+        404,
+        missing_url=f"/api/sessions/{MISSING_ID}",
+    ),
+    ("POST", "/api/messages/"): Probe(
+        lambda a: f"/api/messages/?session_id={a.session_id}",
+        404,
+        MESSAGE,
+        missing_url=f"/api/messages/?session_id={MISSING_ID}",
+    ),
+    ("GET", "/api/messages/"): Probe(
+        lambda a: f"/api/messages/?session_id={a.session_id}",
+        404,
+        missing_url=f"/api/messages/?session_id={MISSING_ID}",
+    ),
+    ("GET", "/api/messages/{message_id}"): Probe(
+        lambda a: f"/api/messages/{a.message_id}",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}",
+    ),
+    ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
+    ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),
+}
+
+
+def api_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(verb, path) of every route under /api, however deeply its router is included. A route
+    without methods (a mount) shows as verb "*": it cannot be probed, so it fails coverage."""
+    found: set[tuple[str, str]] = set()
+    for route in iter_route_contexts(app.routes):
+        path = route.path or ""
+        if path.startswith("/api"):
+            methods = route.methods or {"*"}
+            found |= {(m, path) for m in methods if m not in {"HEAD", "OPTIONS"}}
+    return found
+
+
+def test_every_api_route_is_in_the_matrix(app: FastAPI) -> None:
+    routes = api_routes(app)
+    missing = sorted(routes - MATRIX.keys())
+    assert not missing, f"routes with no authorization probe: {missing}"
+    assert not sorted(MATRIX.keys() - routes), "probes for routes that no longer exist"
+
+
+async def _alice(client: httpx.AsyncClient, auth: Auth) -> Alice:
+    session = await client.post("/api/sessions/", json={"title": "alice's"}, headers=auth("alice"))
+    message = await client.post(
+        f"/api/messages/?session_id={session.json()['id']}",
+        json={"role": "user", "content": "secret"},
+        headers=auth("alice"),
+    )
+    return Alice(session.json()["id"], message.json()["id"])
+
+
+async def _snapshot(engine: AsyncEngine) -> list[Any]:
+    """Every row alice owns, with every column: any change of hers shows here."""
+    queries = [
+        "SELECT u.* FROM users u WHERE auth0_id = 'alice'",
+        "SELECT s.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.auth0_id = 'alice'",
+        "SELECT m.* FROM messages m JOIN sessions s ON s.id = m.session_id "
+        "JOIN users u ON u.id = s.user_id WHERE u.auth0_id = 'alice'",
+    ]
+    async with engine.connect() as conn:
+        return [(await conn.execute(text(q))).all() for q in queries]
+
+
+def _same_words(response: httpx.Response) -> str:
+    return re.sub(r"\d+", "N", response.json()["detail"])
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX), ids=" ".join)
+async def test_bob_cannot_touch_alices_data(
+    client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine, method: str, path: str
+) -> None:
+    alice = await _alice(client, auth)
+    await client.get("/api/users/me", headers=auth("bob"))
+    before = await _snapshot(engine)
+    probe = MATRIX[(method, path)]
+
+    response = await client.request(method, probe.url(alice), json=probe.body, headers=auth("bob"))
+    assert response.status_code == probe.status, response.text
+    if probe.check is not None:
+        probe.check(response, alice)
+    if probe.missing_url is not None:
+        missing = await client.request(
+            method, probe.missing_url, json=probe.body, headers=auth("bob")
+        )
+        assert missing.status_code == 404
+        assert _same_words(missing) == _same_words(response)  # no existence leak
+    assert await _snapshot(engine) == before
+
+
+@pytest.mark.parametrize("path", sorted({path for _, path in MATRIX}))
+async def test_unrouted_verbs_are_405_and_change_nothing(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine, path: str
+) -> None:
+    alice = await _alice(client, auth)
+    before = await _snapshot(engine)
+    routed = {method for method, p in api_routes(app) if p == path}
+    concrete = path.format(session_id=alice.session_id, message_id=alice.message_id)
+    unrouted = [verb for verb in VERBS if verb not in routed]
+    assert unrouted
+    for verb in unrouted:
+        response = await client.request(verb, concrete, json={"title": "x"}, headers=auth("bob"))
+        assert response.status_code == 405, (verb, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert await _snapshot(engine) == before
