@@ -3,12 +3,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.domain.dtos import Role
 from app.domain.pagination import PageRequest
+from app.domain.ports import ReplyOutcome
 from app.persistence.models import ChatSession, Message
 from app.persistence.repositories.base import Repository, keyset
+
+#: NOTIFY channel carrying comma-separated ids of replies whose row changed.
+PROGRESS_CHANNEL = "agent_stack_reply_progress"
+#: NOTIFY channel carrying the id of a reply someone asked to cancel.
+CANCEL_CHANNEL = "agent_stack_reply_cancel"
 
 
 class SqlMessageRepository(Repository):
@@ -47,3 +54,62 @@ class SqlMessageRepository(Repository):
             descending=False,
         )
         return (await self._session.scalars(stmt)).all()
+
+    async def add_reply(
+        self, session_id: int, created_at: datetime, worker_key: int
+    ) -> Message | None:
+        stmt = (
+            pg_insert(Message)
+            .values(
+                session_id=session_id,
+                role="assistant",
+                content="",
+                status="streaming",
+                worker_key=worker_key,
+                created_at=created_at,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["session_id"], index_where=text("status = 'streaming'")
+            )
+            .returning(Message)
+        )
+        return await self._session.scalar(stmt)
+
+    async def streaming_in_session(self, session_id: int) -> int | None:
+        stmt = select(Message.id).where(
+            Message.session_id == session_id, Message.status == "streaming"
+        )
+        return await self._session.scalar(stmt)
+
+    async def recent_context(self, session_id: int, limit: int) -> Sequence[Message]:
+        stmt = (
+            select(Message)
+            .where(
+                Message.session_id == session_id,
+                Message.status.in_(("completed", "cancelled")),
+                Message.content != "",
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(limit)
+        )
+        return (await self._session.scalars(stmt)).all()
+
+    async def finish_reply(self, message_id: int, outcome: ReplyOutcome) -> Message | None:
+        stmt = (
+            update(Message)
+            .where(Message.id == message_id, Message.status == "streaming")
+            .values(
+                status=outcome.status,
+                content=outcome.content,
+                tokens=outcome.tokens,
+                input_tokens=outcome.input_tokens,
+                error=outcome.error,
+                finished_at=func.clock_timestamp(),
+            )
+            .returning(Message)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        row = await self._session.scalar(stmt)
+        if row is not None:
+            await self._session.execute(select(func.pg_notify(PROGRESS_CHANNEL, str(message_id))))
+        return row

@@ -1,0 +1,134 @@
+"""Agent replies over Server-Sent Events: start one, (re)join its stream, cancel it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import CurrentUserId, ResourceId, UnitOfWorkDep
+from app.api.errors import problem_responses
+from app.domain.dtos import MessageDTO, ReplyCreateDTO
+from app.domain.reply_events import Position, ReplyEvent
+from app.domain.services.replies import ReplyService, StartedReply
+
+router = APIRouter(tags=["replies"], responses=problem_responses(401, 422, 503))
+
+EVENTS_DOC = """
+Events (`text/event-stream`), each with an `id` that is a position in the reply:
+
+| event | id | data |
+|---|---|---|
+| `user` | `user` | the saved user message (only when starting a reply) |
+| `message` | `0` | the assistant message as it began: `status: "streaming"`, no text |
+| `delta` | `N` | `{"text": ...}`; the text ends at character `N` of the content |
+| `done` | `end` | the message `completed` or `cancelled`, with `tokens` and `input_tokens` |
+| `error` | `end` | `{"detail", "message"}`: the reply `failed`; partial text is kept |
+
+Reconnect with `Last-Event-ID` (or `?last_event_id=`) to
+`GET /api/messages/{id}/stream`: the stream continues right after that event, no duplicate and
+no gap, from any server process. Concatenating the `delta` texts gives the content exactly.
+"""
+
+
+def get_reply_service(request: Request) -> ReplyService:
+    service: ReplyService = request.app.state.replies
+    return service
+
+
+ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]
+
+
+async def get_streaming_user_id(user_id: CurrentUserId, uow: UnitOfWorkDep) -> int:
+    """The caller, with the request's database connection handed back to the pool: a stream
+    lives for seconds or minutes and must not pin a connection (the request's session stays
+    open until the response ends)."""
+    await uow.rollback()
+    return user_id
+
+
+StreamingUserId = Annotated[int, Depends(get_streaming_user_id)]
+
+
+async def start_reply(
+    session_id: ResourceId, body: ReplyCreateDTO, user_id: StreamingUserId, service: ReplyServiceDep
+) -> StartedReply:
+    # A dependency, not the endpoint body: errors must be answered before the stream starts.
+    return await service.start(user_id, session_id, body.content)
+
+
+async def find_message(
+    message_id: ResourceId, user_id: StreamingUserId, service: ReplyServiceDep
+) -> MessageDTO:
+    return await service.find(user_id, message_id)
+
+
+def last_event(
+    last_event_id: Annotated[
+        str | None,
+        Header(max_length=32, description="The id of the last event received."),
+    ] = None,
+    last_event_id_query: Annotated[
+        str | None,
+        Query(
+            alias="last_event_id",
+            max_length=32,
+            description="Same as the header, for clients that cannot set headers.",
+        ),
+    ] = None,
+) -> Position:
+    return Position.parse(last_event_id if last_event_id is not None else last_event_id_query)
+
+
+def to_sse(event: ReplyEvent) -> ServerSentEvent:
+    return ServerSentEvent(event=event.name, id=event.id, data=event.data)
+
+
+@router.post(
+    "/api/sessions/{session_id}/replies",
+    response_class=EventSourceResponse,
+    responses=problem_responses(404, 409, 413),
+    summary="Send a message and stream the agent's reply",
+    description="Saves the user message, creates the assistant message (`streaming`) and "
+    "streams it. One reply at a time per session: while one streams, this answers 409 with "
+    "`running_message_id`. The reply is generated independently of this connection: if the "
+    "client goes away it still completes and is saved.\n" + EVENTS_DOC,
+)
+async def create_reply(
+    started: Annotated[StartedReply, Depends(start_reply)], service: ReplyServiceDep
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in service.events(started.reply, Position(), started.user_message):
+        yield to_sse(event)
+
+
+@router.get(
+    "/api/messages/{message_id}/stream",
+    response_class=EventSourceResponse,
+    responses=problem_responses(404),
+    summary="Join or resume a reply's stream",
+    description="Live while the reply streams (from any server process), a replay once it "
+    "has ended; either way the stream closes after the final event.\n" + EVENTS_DOC,
+)
+async def stream_message(
+    reply: Annotated[MessageDTO, Depends(find_message)],
+    after: Annotated[Position, Depends(last_event)],
+    service: ReplyServiceDep,
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in service.events(reply, after):
+        yield to_sse(event)
+
+
+@router.post(
+    "/api/messages/{message_id}/cancel",
+    responses=problem_responses(404, 409),
+    summary="Cancel a streaming reply",
+)
+async def cancel_reply(
+    message_id: ResourceId, user_id: StreamingUserId, service: ReplyServiceDep
+) -> MessageDTO:
+    """Stops generation (the model call is closed) in whichever process runs it and answers
+    with the message: `cancelled`, its partial text kept. Cancelling a cancelled reply answers
+    it again; a reply that already completed or failed answers 409."""
+    return await service.cancel(user_id, message_id)

@@ -1,0 +1,237 @@
+"""Agent replies: save the user's message, stream the model's answer, save it with its usage.
+
+The flow never holds a database connection while the model thinks: one short unit of work saves
+the user message, creates the `streaming` assistant row and reads the context window; the model
+is then streamed with no connection held (the hub batches progress writes for all replies of the
+process); one more short unit of work stores the final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from functools import partial
+
+from app.domain import reply_events as ev
+from app.domain.dtos import MessageDTO
+from app.domain.errors import Conflict, NotFound, ProviderFailed
+from app.domain.ports import (
+    LiveReply,
+    LLMProvider,
+    MessageRow,
+    PromptMessage,
+    ReplyHub,
+    ReplyOutcome,
+    UnitOfWorkFactory,
+    Usage,
+)
+from app.domain.reply_events import Position, ReplyEvent
+from app.domain.rules import validate_content
+from app.domain.services.sessions import session_not_found
+
+log = logging.getLogger(__name__)
+
+#: How long a cancel call waits for the generating process to confirm the stop.
+CANCEL_WAIT_S = 5.0
+#: Attempts (one per second) to save a reply's final state while the database is unreachable.
+FINISH_ATTEMPTS = 30
+
+SHUTDOWN_ERROR = "the server shut down before the reply finished"
+EMPTY_ERROR = "the model returned no text"
+INTERNAL_ERROR = "the reply failed because of an internal error"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPolicy:
+    """What goes into a prompt: an optional system prompt, then the newest messages that fit."""
+
+    system_prompt: str | None = None
+    context_chars: int = 32_000
+    context_messages: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StartedReply:
+    user_message: MessageDTO
+    reply: MessageDTO
+
+
+def build_prompt(
+    policy: ReplyPolicy, newest_first: Sequence[MessageRow], prompt: str
+) -> list[PromptMessage]:
+    """The new user message always; older ones newest-first while the budget lasts; then sent
+    in chronological order. Tool messages are left out: they need call ids we do not keep."""
+    picked = [PromptMessage("user", prompt)]
+    used = len(prompt)
+    for row in newest_first[: max(policy.context_messages - 1, 0)]:
+        if row.role not in {"user", "assistant", "system"}:
+            continue
+        used += len(row.content)
+        if used > policy.context_chars:
+            break
+        picked.append(PromptMessage(row.role, row.content))  # type: ignore[arg-type]
+    picked.reverse()
+    if policy.system_prompt:
+        picked.insert(0, PromptMessage("system", policy.system_prompt))
+    return picked
+
+
+class ReplyService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        provider: LLMProvider,
+        hub: ReplyHub,
+        policy: ReplyPolicy | None = None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._provider = provider
+        self._hub = hub
+        self._policy = policy or ReplyPolicy()
+
+    async def start(self, user_id: int, session_id: int, content: str) -> StartedReply:
+        """Save the user message and a `streaming` reply, then generate it in the background.
+
+        The session row is locked first (as for any message), so two replies racing for one
+        session serialise there and the second sees the first as running; the partial unique
+        index on streaming messages backs this up across processes.
+        """
+        content = validate_content(content)
+        async with self._uow_factory() as uow:
+            at = await uow.sessions.record_message(session_id, user_id, count=2)
+            if at is None:
+                raise session_not_found(session_id)
+            running = await uow.messages.streaming_in_session(session_id)
+            if running is not None:
+                raise reply_in_progress(session_id, running)
+            context = await uow.messages.recent_context(session_id, self._policy.context_messages)
+            user_row = await uow.messages.add(session_id, "user", content, 0, at)
+            reply_row = await uow.messages.add_reply(session_id, at, self._hub.worker_key)
+            if reply_row is None:
+                await uow.rollback()
+                raise reply_in_progress(
+                    session_id, await uow.messages.streaming_in_session(session_id)
+                )
+            started = StartedReply(
+                MessageDTO.model_validate(user_row), MessageDTO.model_validate(reply_row)
+            )
+            await uow.commit()
+        prompt = build_prompt(self._policy, context, content)
+        self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
+        return started
+
+    async def find(self, user_id: int, message_id: int) -> MessageDTO:
+        async with self._uow_factory() as uow:
+            row = await uow.messages.get_owned(message_id, user_id)
+        if row is None:
+            raise NotFound(f"message {message_id} not found")
+        return MessageDTO.model_validate(row)
+
+    async def events(
+        self, reply: MessageDTO, after: Position, user_message: MessageDTO | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """The stream of `reply` from just after `after`: live while it streams, else a replay."""
+        if after.ended:
+            return
+        if user_message is not None:
+            yield ev.user_event(user_message)
+        if after.offset is None:
+            yield ev.start_event(reply)
+        offset = after.offset or 0
+        async for progress in self._hub.follow(reply.id, offset):
+            if progress.text:
+                offset += len(progress.text)
+                yield ev.delta_event(progress.text, offset)
+            if progress.final is not None:
+                yield ev.final_event(progress.final)
+                return
+            if progress.gone:
+                yield ev.gone_event(offset)
+                return
+
+    async def cancel(self, user_id: int, message_id: int) -> MessageDTO:
+        """Stop a streaming reply, wherever it runs; answers with its final state."""
+        reply = await self.find(user_id, message_id)
+        if reply.status == "cancelled":
+            return reply
+        if reply.status != "streaming":
+            raise Conflict(
+                f"message {message_id} is {reply.status}, not streaming; nothing to cancel",
+                message_id=message_id,
+                status=reply.status,
+            )
+        await self._hub.request_cancel(message_id)
+        final = await self._hub.wait_finished(message_id, CANCEL_WAIT_S)
+        return final or await self.find(user_id, message_id)
+
+    async def _generate(
+        self, reply: MessageDTO, prompt: list[PromptMessage], live: LiveReply
+    ) -> None:
+        """Run the model into `live`, then save how it ended. Never raises: a reply always ends
+        in a final state (or, if even that cannot be saved, the stale-reply sweep fails it)."""
+        usage: Usage | None = None
+        chunks = 0
+        error: str | None = None
+        try:
+            async with live.stoppable(), aclosing(self._provider.stream(prompt)) as stream:
+                async for chunk in stream:
+                    if chunk.text:
+                        chunks += 1
+                        # PostgreSQL text cannot hold NUL; a model may still emit one.
+                        live.append(chunk.text.replace("\x00", ""))
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+        except ProviderFailed as exc:
+            error = str(exc) or "the model provider failed"
+        except Exception:
+            log.exception("reply %s failed", reply.id)
+            error = INTERNAL_ERROR
+        if live.stop_reason == "gone":
+            live.finish(None)
+            return
+        outcome = _outcome(live, usage, chunks, error)
+        live.finish(await self._save_final(reply.id, outcome))
+
+    async def _save_final(self, message_id: int, outcome: ReplyOutcome) -> MessageDTO | None:
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                async with self._uow_factory() as uow:
+                    row = await uow.messages.finish_reply(message_id, outcome)
+                    final = MessageDTO.model_validate(row) if row is not None else None
+                    await uow.commit()
+                return final
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("saving reply %s failed (attempt %d)", message_id, attempt + 1)
+                await asyncio.sleep(1.0)
+        log.error("reply %s could not be saved; the stale-reply sweep will fail it", message_id)
+        return None
+
+
+def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | None) -> ReplyOutcome:
+    text = live.text
+    # Without a usage report (cancelled or broken streams), count the chunks: one token each
+    # is what Chat Completions streams send.
+    tokens = usage.output_tokens if usage else chunks
+    input_tokens = usage.input_tokens if usage else 0
+    if live.stop_reason == "cancelled":
+        return ReplyOutcome("cancelled", text, tokens, input_tokens)
+    if live.stop_reason == "shutdown":
+        return ReplyOutcome("failed", text, tokens, input_tokens, SHUTDOWN_ERROR)
+    if error is not None:
+        return ReplyOutcome("failed", text, tokens, input_tokens, error)
+    if not text:
+        return ReplyOutcome("failed", text, tokens, input_tokens, EMPTY_ERROR)
+    return ReplyOutcome("completed", text, tokens, input_tokens)
+
+
+def reply_in_progress(session_id: int, running: int | None) -> Conflict:
+    return Conflict(
+        f"session {session_id} already has a reply streaming (message {running}); "
+        "wait for it to finish or cancel it",
+        running_message_id=running,
+    )
