@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import CurrentUserId, ResourceId, UnitOfWorkDep
+from app.api.deps import PrincipalDep, ResourceId
 from app.api.errors import problem_responses
 from app.domain.dtos import MessageDTO, ReplyCreateDTO
 from app.domain.reply_events import Position, ReplyEvent
@@ -41,28 +41,22 @@ def get_reply_service(request: Request) -> ReplyService:
 ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]
 
 
-async def get_streaming_user_id(user_id: CurrentUserId, uow: UnitOfWorkDep) -> int:
-    """The caller, with the request's database connection handed back to the pool: a stream
-    lives for seconds or minutes and must not pin a connection (the request's session stays
-    open until the response ends)."""
-    await uow.rollback()
-    return user_id
-
-
-StreamingUserId = Annotated[int, Depends(get_streaming_user_id)]
+# These endpoints take the verified token, not a request-scoped unit of work: the service
+# resolves the caller inside its own short transaction, so a stream that lives for minutes pins
+# no connection, and a reply's start costs one pooled connection, not two.
 
 
 async def start_reply(
-    session_id: ResourceId, body: ReplyCreateDTO, user_id: StreamingUserId, service: ReplyServiceDep
+    session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, service: ReplyServiceDep
 ) -> StartedReply:
     # A dependency, not the endpoint body: errors must be answered before the stream starts.
-    return await service.start(user_id, session_id, body.content)
+    return await service.start(caller, session_id, body.content)
 
 
 async def find_message(
-    message_id: ResourceId, user_id: StreamingUserId, service: ReplyServiceDep
+    message_id: ResourceId, caller: PrincipalDep, service: ReplyServiceDep
 ) -> MessageDTO:
-    return await service.find(user_id, message_id)
+    return await service.find(caller, message_id)
 
 
 def last_event(
@@ -126,9 +120,9 @@ async def stream_message(
     summary="Cancel a streaming reply",
 )
 async def cancel_reply(
-    message_id: ResourceId, user_id: StreamingUserId, service: ReplyServiceDep
+    message_id: ResourceId, caller: PrincipalDep, service: ReplyServiceDep
 ) -> MessageDTO:
     """Stops generation (the model call is closed) in whichever process runs it and answers
     with the message: `cancelled`, its partial text kept. Cancelling a cancelled reply answers
     it again; a reply that already completed or failed answers 409."""
-    return await service.cancel(user_id, message_id)
+    return await service.cancel(caller, message_id)

@@ -40,7 +40,11 @@ class Position:
         value = last_event_id.strip()
         if value == END_ID:
             return cls(ended=True)
-        if not value.isdigit() or len(value) > len(str(MAX_OFFSET)) or int(value) > MAX_OFFSET:
+        if (
+            not (value.isascii() and value.isdigit())
+            or len(value) > len(str(MAX_OFFSET))
+            or int(value) > MAX_OFFSET
+        ):
             raise InvalidInput(
                 f"Last-Event-ID must be an id this stream sent ('user', a character offset "
                 f"or 'end'), not {value[:40]!r}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from app.domain.dtos import MessageDTO
-from app.domain.ports import StopReason
+from app.domain.ports import ReplyOutcome, StopReason
+
+SaveFinal = Callable[[int, ReplyOutcome], Awaitable[MessageDTO | None]]
 
 
 class LocalReply:
@@ -17,8 +19,9 @@ class LocalReply:
     persisted by the hub's batch writer: `persisted` is how much of it the row already holds.
     """
 
-    def __init__(self, message_id: int) -> None:
+    def __init__(self, message_id: int, save: SaveFinal) -> None:
         self.message_id = message_id
+        self._save = save
         self.persisted = 0
         self.done = asyncio.Event()
         self.final: MessageDTO | None = None
@@ -75,6 +78,9 @@ class LocalReply:
         self._stop_reason = reason
         if self._task is not None:
             self._task.cancel()
+
+    async def end(self, outcome: ReplyOutcome | None) -> None:
+        self.finish(await self._save(self.message_id, outcome) if outcome is not None else None)
 
     def finish(self, final: MessageDTO | None) -> None:
         self.final = final

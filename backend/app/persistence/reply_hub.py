@@ -26,11 +26,11 @@ import asyncpg
 from sqlalchemy import Row, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy.types import BigInteger, Integer, Text
 
 from app.domain.dtos import MessageDTO
 from app.domain.errors import Unavailable
-from app.domain.ports import LiveReply, Progress
+from app.domain.ports import LiveReply, Progress, ReplyOutcome
 from app.persistence.live_replies import LocalReply
 from app.persistence.models import Message
 from app.persistence.repositories.messages import CANCEL_CHANNEL, PROGRESS_CHANNEL
@@ -59,6 +59,26 @@ _FLUSH = text(
     bindparam("ids", type_=ARRAY(BigInteger)),
     bindparam("starts", type_=ARRAY(BigInteger)),
     bindparam("deltas", type_=ARRAY(Text)),
+)
+# Final states, batched like progress: under load one statement ends many replies.
+_FINISH = text(
+    """
+    UPDATE messages AS m
+    SET status = v.status, content = v.content, tokens = v.tokens,
+        input_tokens = v.input_tokens, error = v.error, finished_at = clock_timestamp()
+    FROM unnest(:ids, :statuses, :contents, :tokens, :inputs, :errors)
+        AS v(id, status, content, tokens, input_tokens, error)
+    WHERE m.id = v.id AND m.status = 'streaming'
+    RETURNING m.id, m.session_id, m.role, m.content, m.tokens, m.created_at, m.status,
+        m.input_tokens, m.error
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger)),
+    bindparam("statuses", type_=ARRAY(Text)),
+    bindparam("contents", type_=ARRAY(Text)),
+    bindparam("tokens", type_=ARRAY(Integer)),
+    bindparam("inputs", type_=ARRAY(Integer)),
+    bindparam("errors", type_=ARRAY(Text)),
 )
 _RESYNC = text(
     "SELECT id, status, char_length(content) AS length FROM messages WHERE id = ANY(:ids)"
@@ -123,6 +143,8 @@ class PgReplyHub:
         self._live: dict[int, LocalReply] = {}
         self._generations: set[asyncio.Task[None]] = set()
         self._remote_waiters: dict[int, set[asyncio.Future[None]]] = {}
+        self._finals: list[tuple[int, ReplyOutcome, asyncio.Future[MessageDTO | None]]] = []
+        self._finals_waiting = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -149,6 +171,7 @@ class PgReplyHub:
         self._running = True
         self._background = [
             asyncio.create_task(self._write_progress(), name="reply-progress-writer"),
+            asyncio.create_task(self._write_finals(), name="reply-final-writer"),
             asyncio.create_task(self._supervise(), name="reply-supervisor"),
         ]
 
@@ -174,7 +197,7 @@ class PgReplyHub:
     # --- generating --------------------------------------------------------------------------
 
     def launch(self, message_id: int, run: Callable[[LiveReply], Awaitable[None]]) -> None:
-        live = LocalReply(message_id)
+        live = LocalReply(message_id, self._save_final)
         self._live[message_id] = live
         task = asyncio.create_task(self._run(live, run), name=f"reply-{message_id}")
         self._generations.add(task)
@@ -232,6 +255,53 @@ class PgReplyHub:
                 live.stop("gone")
             elif row.length <= live.length:
                 live.persisted = row.length
+
+    async def _save_final(self, message_id: int, outcome: ReplyOutcome) -> MessageDTO | None:
+        """Queue the final state for the next batch and wait until it is committed."""
+        future: asyncio.Future[MessageDTO | None] = asyncio.get_running_loop().create_future()
+        self._finals.append((message_id, outcome, future))
+        self._finals_waiting.set()
+        return await future
+
+    async def _write_finals(self) -> None:
+        """Group commit: write every final state queued meanwhile in one statement. When idle,
+        a reply's end costs one round of writes; under load, the rounds are shared."""
+        while True:
+            await self._finals_waiting.wait()
+            self._finals_waiting.clear()
+            batch, self._finals = self._finals, []
+            if not batch:
+                continue
+            try:
+                saved = await self._store_finals(batch)
+            except Exception as exc:  # the database may be briefly away: keep them, retry
+                log.warning("saving %d final reply states failed: %r", len(batch), exc)
+                self._finals = batch + self._finals
+                self._finals_waiting.set()
+                await asyncio.sleep(0.5)
+                continue
+            for message_id, _, future in batch:
+                if not future.done():
+                    future.set_result(saved.get(message_id))
+
+    async def _store_finals(
+        self, batch: list[tuple[int, ReplyOutcome, asyncio.Future[MessageDTO | None]]]
+    ) -> dict[int, MessageDTO]:
+        outcomes = [outcome for _, outcome, _ in batch]
+        params = {
+            "ids": [message_id for message_id, _, _ in batch],
+            "statuses": [o.status for o in outcomes],
+            "contents": [o.content for o in outcomes],
+            "tokens": [o.tokens for o in outcomes],
+            "inputs": [o.input_tokens for o in outcomes],
+            "errors": [o.error for o in outcomes],
+        }
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(_FINISH, params)).all()
+            if rows:
+                payloads = _payloads([row.id for row in rows])
+                await conn.execute(_NOTIFY, {"channel": PROGRESS_CHANNEL, "payloads": payloads})
+        return {row.id: MessageDTO.model_validate(row) for row in rows}
 
     async def _write_progress(self) -> None:
         while True:

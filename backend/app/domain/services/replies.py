@@ -2,13 +2,12 @@
 
 The flow never holds a database connection while the model thinks: one short unit of work saves
 the user message, creates the `streaming` assistant row and reads the context window; the model
-is then streamed with no connection held (the hub batches progress writes for all replies of the
-process); one more short unit of work stores the final state.
+is then streamed with no connection held; the hub persists progress, and then the final state,
+in statements batched across all the replies of the process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from app.domain import reply_events as ev
-from app.domain.dtos import MessageDTO
+from app.domain.dtos import MessageDTO, Principal
 from app.domain.errors import Conflict, NotFound, ProviderFailed
 from app.domain.ports import (
     LiveReply,
@@ -31,13 +30,12 @@ from app.domain.ports import (
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.rules import validate_content
 from app.domain.services.sessions import session_not_found
+from app.domain.services.users import UserService
 
 log = logging.getLogger(__name__)
 
 #: How long a cancel call waits for the generating process to confirm the stop.
 CANCEL_WAIT_S = 5.0
-#: Attempts (one per second) to save a reply's final state while the database is unreachable.
-FINISH_ATTEMPTS = 30
 
 SHUTDOWN_ERROR = "the server shut down before the reply finished"
 EMPTY_ERROR = "the model returned no text"
@@ -92,29 +90,29 @@ class ReplyService:
         self._hub = hub
         self._policy = policy or ReplyPolicy()
 
-    async def start(self, user_id: int, session_id: int, content: str) -> StartedReply:
+    async def start(self, caller: Principal, session_id: int, content: str) -> StartedReply:
         """Save the user message and a `streaming` reply, then generate it in the background.
 
-        The session row is locked first (as for any message), so two replies racing for one
-        session serialise there and the second sees the first as running; the partial unique
-        index on streaming messages backs this up across processes.
+        One unit of work, caller resolution included (one pooled connection per reply, for a
+        few statements). The session row is locked first (as for any message), so two replies
+        racing for one session serialise there; the partial unique index on streaming messages
+        turns the loser into a 409, in any process.
         """
         content = validate_content(content)
+        worker_key = self._hub.worker_key  # 503 now, before writing, if replies are not served
         async with self._uow_factory() as uow:
+            user_id = await UserService(uow).resolve(caller)
             at = await uow.sessions.record_message(session_id, user_id, count=2)
             if at is None:
                 raise session_not_found(session_id)
-            running = await uow.messages.streaming_in_session(session_id)
-            if running is not None:
-                raise reply_in_progress(session_id, running)
             context = await uow.messages.recent_context(session_id, self._policy.context_messages)
-            user_row = await uow.messages.add(session_id, "user", content, 0, at)
-            reply_row = await uow.messages.add_reply(session_id, at, self._hub.worker_key)
+            user_row, reply_row = await uow.messages.add_exchange(
+                session_id, content, at, worker_key
+            )
             if reply_row is None:
                 await uow.rollback()
-                raise reply_in_progress(
-                    session_id, await uow.messages.streaming_in_session(session_id)
-                )
+                running = await uow.messages.streaming_in_session(session_id)
+                raise reply_in_progress(session_id, running)
             started = StartedReply(
                 MessageDTO.model_validate(user_row), MessageDTO.model_validate(reply_row)
             )
@@ -123,8 +121,9 @@ class ReplyService:
         self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
         return started
 
-    async def find(self, user_id: int, message_id: int) -> MessageDTO:
+    async def find(self, caller: Principal, message_id: int) -> MessageDTO:
         async with self._uow_factory() as uow:
+            user_id = await UserService(uow).resolve(caller)
             row = await uow.messages.get_owned(message_id, user_id)
         if row is None:
             raise NotFound(f"message {message_id} not found")
@@ -152,9 +151,9 @@ class ReplyService:
                 yield ev.gone_event(offset)
                 return
 
-    async def cancel(self, user_id: int, message_id: int) -> MessageDTO:
+    async def cancel(self, caller: Principal, message_id: int) -> MessageDTO:
         """Stop a streaming reply, wherever it runs; answers with its final state."""
-        reply = await self.find(user_id, message_id)
+        reply = await self.find(caller, message_id)
         if reply.status == "cancelled":
             return reply
         if reply.status != "streaming":
@@ -165,13 +164,13 @@ class ReplyService:
             )
         await self._hub.request_cancel(message_id)
         final = await self._hub.wait_finished(message_id, CANCEL_WAIT_S)
-        return final or await self.find(user_id, message_id)
+        return final or await self.find(caller, message_id)
 
     async def _generate(
         self, reply: MessageDTO, prompt: list[PromptMessage], live: LiveReply
     ) -> None:
         """Run the model into `live`, then save how it ended. Never raises: a reply always ends
-        in a final state (or, if even that cannot be saved, the stale-reply sweep fails it)."""
+        in a final state."""
         usage: Usage | None = None
         chunks = 0
         error: str | None = None
@@ -189,27 +188,8 @@ class ReplyService:
         except Exception:
             log.exception("reply %s failed", reply.id)
             error = INTERNAL_ERROR
-        if live.stop_reason == "gone":
-            live.finish(None)
-            return
-        outcome = _outcome(live, usage, chunks, error)
-        live.finish(await self._save_final(reply.id, outcome))
-
-    async def _save_final(self, message_id: int, outcome: ReplyOutcome) -> MessageDTO | None:
-        for attempt in range(FINISH_ATTEMPTS):
-            try:
-                async with self._uow_factory() as uow:
-                    row = await uow.messages.finish_reply(message_id, outcome)
-                    final = MessageDTO.model_validate(row) if row is not None else None
-                    await uow.commit()
-                return final
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("saving reply %s failed (attempt %d)", message_id, attempt + 1)
-                await asyncio.sleep(1.0)
-        log.error("reply %s could not be saved; the stale-reply sweep will fail it", message_id)
-        return None
+        gone = live.stop_reason == "gone"
+        await live.end(None if gone else _outcome(live, usage, chunks, error))
 
 
 def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | None) -> ReplyOutcome:

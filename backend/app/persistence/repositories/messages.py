@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.domain.dtos import Role
 from app.domain.pagination import PageRequest
-from app.domain.ports import ReplyOutcome
 from app.persistence.models import ChatSession, Message
 from app.persistence.repositories.base import Repository, keyset
 
@@ -55,25 +54,26 @@ class SqlMessageRepository(Repository):
         )
         return (await self._session.scalars(stmt)).all()
 
-    async def add_reply(
-        self, session_id: int, created_at: datetime, worker_key: int
-    ) -> Message | None:
+    async def add_exchange(
+        self, session_id: int, prompt: str, created_at: datetime, worker_key: int
+    ) -> tuple[Message, Message | None]:
         stmt = (
             pg_insert(Message)
             .values(
-                session_id=session_id,
-                role="assistant",
-                content="",
-                status="streaming",
-                worker_key=worker_key,
-                created_at=created_at,
+                [
+                    {"session_id": session_id, "role": "user", "content": prompt,
+                     "status": "completed", "worker_key": None, "created_at": created_at},
+                    {"session_id": session_id, "role": "assistant", "content": "",
+                     "status": "streaming", "worker_key": worker_key, "created_at": created_at},
+                ]
             )
             .on_conflict_do_nothing(
                 index_elements=["session_id"], index_where=text("status = 'streaming'")
             )
             .returning(Message)
-        )
-        return await self._session.scalar(stmt)
+        )  # fmt: skip
+        rows = {row.role: row for row in (await self._session.scalars(stmt)).all()}
+        return rows["user"], rows.get("assistant")
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         stmt = select(Message.id).where(
@@ -93,23 +93,3 @@ class SqlMessageRepository(Repository):
             .limit(limit)
         )
         return (await self._session.scalars(stmt)).all()
-
-    async def finish_reply(self, message_id: int, outcome: ReplyOutcome) -> Message | None:
-        stmt = (
-            update(Message)
-            .where(Message.id == message_id, Message.status == "streaming")
-            .values(
-                status=outcome.status,
-                content=outcome.content,
-                tokens=outcome.tokens,
-                input_tokens=outcome.input_tokens,
-                error=outcome.error,
-                finished_at=func.clock_timestamp(),
-            )
-            .returning(Message)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-        row = await self._session.scalar(stmt)
-        if row is not None:
-            await self._session.execute(select(func.pg_notify(PROGRESS_CHANNEL, str(message_id))))
-        return row
