@@ -36,7 +36,12 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 
     session_factory = create_session_factory(engine)
     provider = build_provider(settings)
-    hub = PgReplyHub(engine, flush_s=settings.reply_flush_ms / 1000, sweep_s=settings.reply_sweep_s)
+    hub = PgReplyHub(
+        engine,
+        flush_s=settings.reply_flush_ms / 1000,
+        sweep_s=settings.reply_sweep_s,
+        coalesce_s=settings.reply_coalesce_ms / 1000,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from pydantic import BaseModel
 
 from app.api.deps import PrincipalDep, ResourceId
 from app.api.errors import problem_responses
@@ -76,14 +78,51 @@ def last_event(
     return Position.parse(last_event_id if last_event_id is not None else last_event_id_query)
 
 
-def to_sse(event: ReplyEvent) -> ServerSentEvent:
-    return ServerSentEvent(event=event.name, id=event.id, data=event.data)
+def encode(event: ReplyEvent) -> bytes:
+    """One event in the SSE wire format, by FastAPI's own encoder."""
+    data = event.data
+    payload = (
+        data.model_dump_json()
+        if isinstance(data, BaseModel)
+        else json.dumps(
+            {
+                k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+                for k, v in data.items()
+            }
+        )
+    )
+    return format_sse_event(data_str=payload, event=event.name, id=event.id)
+
+
+async def sse_body(events: AsyncIterator[ReplyEvent | None]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield KEEPALIVE_COMMENT if event is None else encode(event)
+
+
+def event_stream(events: AsyncIterator[ReplyEvent | None]) -> EventSourceResponse:
+    """The response for a reply stream.
+
+    Built directly on `EventSourceResponse` with FastAPI's SSE encoder rather than as a generator
+    endpoint: the generator form relays every event through two extra tasks and memory streams,
+    which measured as most of the per-token CPU with a thousand concurrent streams. Keep-alives
+    come from the hub (a quiet stream yields None every 15 s).
+    """
+    return EventSourceResponse(
+        sse_body(events), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A `text/event-stream` of reply events (see above).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 
 @router.post(
     "/api/sessions/{session_id}/replies",
-    response_class=EventSourceResponse,
-    responses=problem_responses(404, 409, 413),
+    responses={**EVENT_STREAM, **problem_responses(404, 409, 413)},
     summary="Send a message and stream the agent's reply",
     description="Saves the user message, creates the assistant message (`streaming`) and "
     "streams it. One reply at a time per session: while one streams, this answers 409 with "
@@ -92,15 +131,13 @@ def to_sse(event: ReplyEvent) -> ServerSentEvent:
 )
 async def create_reply(
     started: Annotated[StartedReply, Depends(start_reply)], service: ReplyServiceDep
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in service.events(started.reply, Position(), started.user_message):
-        yield to_sse(event)
+) -> EventSourceResponse:
+    return event_stream(service.events(started.reply, Position(), started.user_message))
 
 
 @router.get(
     "/api/messages/{message_id}/stream",
-    response_class=EventSourceResponse,
-    responses=problem_responses(404),
+    responses={**EVENT_STREAM, **problem_responses(404)},
     summary="Join or resume a reply's stream",
     description="Live while the reply streams (from any server process), a replay once it "
     "has ended; either way the stream closes after the final event.\n" + EVENTS_DOC,
@@ -109,9 +146,8 @@ async def stream_message(
     reply: Annotated[MessageDTO, Depends(find_message)],
     after: Annotated[Position, Depends(last_event)],
     service: ReplyServiceDep,
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in service.events(reply, after):
-        yield to_sse(event)
+) -> EventSourceResponse:
+    return event_stream(service.events(reply, after))
 
 
 @router.post(

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     reply_flush_ms: int = Field(
         default=150, ge=10, le=10_000, description="How often streaming progress is persisted."
     )
+    reply_coalesce_ms: int = Field(
+        default=50,
+        ge=0,
+        le=5_000,
+        description="Tokens arriving this soon after a delta share the next one (0: per token).",
+    )
     reply_shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="At shutdown, time for running replies to finish."
     )

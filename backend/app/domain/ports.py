@@ -177,7 +177,8 @@ StopReason = Literal["cancelled", "shutdown", "gone"]
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """What a follower learns: text after its offset, and, once, the reply's final state."""
+    """What a follower learns: text after its offset, and, once, the reply's final state.
+    Nothing at all means "still streaming, nothing new" (a keep-alive)."""
 
     text: str = ""
     final: MessageDTO | None = None

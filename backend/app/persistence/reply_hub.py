@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 LOCK_NAMESPACE = 0x4C4C4D31
 #: A follower in another process re-reads at least this often, even without a NOTIFY.
 POLL_S = 1.0
+#: A quiet stream yields an empty `Progress` this often: the API sends an SSE comment, so
+#: proxies and clients can tell a slow model from a dead connection.
+KEEPALIVE_S = 15.0
 #: After the grace period, how long a stopped reply gets to save its final state.
 FINAL_SAVE_S = 10.0
 #: NOTIFY payloads must stay under 8000 bytes.
@@ -133,10 +136,16 @@ class PgReplyHub:
     """Implements the domain's `ReplyHub` over PostgreSQL."""
 
     def __init__(
-        self, engine: AsyncEngine, *, flush_s: float = 0.15, sweep_s: float = 30.0
+        self,
+        engine: AsyncEngine,
+        *,
+        flush_s: float = 0.15,
+        sweep_s: float = 30.0,
+        coalesce_s: float = 0.05,
     ) -> None:
         self._engine = engine
         self._flush_s = flush_s
+        self._coalesce_s = coalesce_s
         self._sweep_s = sweep_s
         self._worker_key = secrets.randbelow(2**31 - 1) + 1
         self._running = False
@@ -327,7 +336,9 @@ class PgReplyHub:
             yield progress
 
     async def _follow_local(self, live: LocalReply, offset: int) -> AsyncIterator[Progress]:
-        """Text as the model produces it, until the reply is done (token-level latency)."""
+        """Text as the model produces it, until the reply is done. After a delta, tokens that
+        arrive within `coalesce_s` travel together: the first token is never delayed, and a
+        fast model costs one event per interval rather than one per token."""
         while True:
             changed = live.changed()
             done = live.done.is_set()
@@ -335,11 +346,19 @@ class PgReplyHub:
                 tail = live.text[offset:]
                 offset += len(tail)
                 yield Progress(text=tail)
+                if not done and self._coalesce_s:
+                    await asyncio.sleep(self._coalesce_s)
+                    continue
             if done:
                 return
-            await changed
+            try:
+                await asyncio.wait_for(changed, KEEPALIVE_S)
+            except TimeoutError:
+                yield Progress()
 
     async def _follow_row(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
             waiter = self._remote_waiter(message_id)
             try:
@@ -350,7 +369,11 @@ class PgReplyHub:
                     return
                 if row.tail:
                     offset += len(row.tail)
+                    quiet_since = loop.time()
                     yield Progress(text=row.tail)
+                elif loop.time() - quiet_since >= KEEPALIVE_S:
+                    quiet_since = loop.time()
+                    yield Progress()
                 if row.status != "streaming":
                     final = await self._read(message_id)
                     yield Progress(final=final) if final is not None else Progress(gone=True)

@@ -131,8 +131,9 @@ class ReplyService:
 
     async def events(
         self, reply: MessageDTO, after: Position, user_message: MessageDTO | None = None
-    ) -> AsyncIterator[ReplyEvent]:
-        """The stream of `reply` from just after `after`: live while it streams, else a replay."""
+    ) -> AsyncIterator[ReplyEvent | None]:
+        """The stream of `reply` from just after `after`: live while it streams, else a replay.
+        None: nothing new for a while, but the reply is alive (send a keep-alive)."""
         if after.ended:
             return
         if user_message is not None:
@@ -150,6 +151,8 @@ class ReplyService:
             if progress.gone:
                 yield ev.gone_event(offset)
                 return
+            if not progress.text:
+                yield None
 
     async def cancel(self, caller: Principal, message_id: int) -> MessageDTO:
         """Stop a streaming reply, wherever it runs; answers with its final state."""
