@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import insert, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.domain.dtos import Role
 from app.domain.pagination import PageRequest
@@ -15,6 +14,19 @@ from app.persistence.repositories.base import Repository, keyset
 PROGRESS_CHANNEL = "agent_stack_reply_progress"
 #: NOTIFY channel carrying the id of a reply someone asked to cancel.
 CANCEL_CHANNEL = "agent_stack_reply_cancel"
+
+
+# Hand-written so SQLAlchemy can cache it: a multi-row ORM insert is compiled on every call,
+# and this statement runs once per reply.
+_ADD_EXCHANGE = text(
+    """
+    INSERT INTO messages (session_id, role, content, status, worker_key, created_at)
+    VALUES (:sid, 'user', :prompt, 'completed', NULL, :at),
+           (:sid, 'assistant', '', 'streaming', :key, :at)
+    ON CONFLICT (session_id) WHERE status = 'streaming' DO NOTHING
+    RETURNING *
+    """
+)
 
 
 class SqlMessageRepository(Repository):
@@ -57,22 +69,9 @@ class SqlMessageRepository(Repository):
     async def add_exchange(
         self, session_id: int, prompt: str, created_at: datetime, worker_key: int
     ) -> tuple[Message, Message | None]:
-        stmt = (
-            pg_insert(Message)
-            .values(
-                [
-                    {"session_id": session_id, "role": "user", "content": prompt,
-                     "status": "completed", "worker_key": None, "created_at": created_at},
-                    {"session_id": session_id, "role": "assistant", "content": "",
-                     "status": "streaming", "worker_key": worker_key, "created_at": created_at},
-                ]
-            )
-            .on_conflict_do_nothing(
-                index_elements=["session_id"], index_where=text("status = 'streaming'")
-            )
-            .returning(Message)
-        )  # fmt: skip
-        rows = {row.role: row for row in (await self._session.scalars(stmt)).all()}
+        params = {"sid": session_id, "prompt": prompt, "at": created_at, "key": worker_key}
+        stmt = select(Message).from_statement(_ADD_EXCHANGE)
+        rows = {row.role: row for row in (await self._session.scalars(stmt, params)).all()}
         return rows["user"], rows.get("assistant")
 
     async def streaming_in_session(self, session_id: int) -> int | None:
