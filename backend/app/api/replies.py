@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
@@ -112,6 +112,13 @@ def event_stream(events: AsyncIterator[ReplyEvent | None]) -> EventSourceRespons
     )
 
 
+class EventStream(Response):
+    """For OpenAPI only: these routes answer `text/event-stream`. (Declaring
+    `EventSourceResponse` itself would switch FastAPI to its generator-endpoint mode.)"""
+
+    media_type = "text/event-stream"
+
+
 EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `text/event-stream` of reply events (see above).",
@@ -122,6 +129,7 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     "/api/sessions/{session_id}/replies",
+    response_class=EventStream,
     responses={**EVENT_STREAM, **problem_responses(404, 409, 413)},
     summary="Send a message and stream the agent's reply",
     description="Saves the user message, creates the assistant message (`streaming`) and "
@@ -137,6 +145,7 @@ async def create_reply(
 
 @router.get(
     "/api/messages/{message_id}/stream",
+    response_class=EventStream,
     responses={**EVENT_STREAM, **problem_responses(404)},
     summary="Join or resume a reply's stream",
     description="Live while the reply streams (from any server process), a replay once it "
