@@ -51,7 +51,7 @@ ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]
 async def start_reply(
     session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, service: ReplyServiceDep
 ) -> StartedReply:
-    # A dependency, not the endpoint body: errors must be answered before the stream starts.
+    # Errors (404, 409, 422, 503) are answered here, before the first byte of the stream.
     return await service.start(caller, session_id, body.content)
 
 

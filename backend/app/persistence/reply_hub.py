@@ -149,6 +149,7 @@ class PgReplyHub:
         self._sweep_s = sweep_s
         self._worker_key = secrets.randbelow(2**31 - 1) + 1
         self._running = False
+        self._stopping = False
         self._live: dict[int, LocalReply] = {}
         self._generations: set[asyncio.Task[None]] = set()
         self._remote_waiters: dict[int, set[asyncio.Future[None]]] = {}
@@ -175,9 +176,15 @@ class PgReplyHub:
         return len(self._live)
 
     async def start(self) -> None:
-        await self._connect_listener()
-        await self.sweep()
-        self._running = True
+        """Connect and sweep now if the database is there; otherwise keep retrying in the
+        background (the API still starts; new replies answer 503 until then)."""
+        self._stopping = False
+        try:
+            await self._connect_listener()
+            await self.sweep()
+            self._running = True
+        except Exception as exc:
+            log.warning("reply hub cannot reach the database yet (%r); retrying", exc)
         self._background = [
             asyncio.create_task(self._write_progress(), name="reply-progress-writer"),
             asyncio.create_task(self._write_finals(), name="reply-final-writer"),
@@ -187,6 +194,7 @@ class PgReplyHub:
     async def stop(self, grace_s: float) -> None:
         """Let running replies finish within `grace_s`; stop the rest, which saves them `failed`."""
         self._running = False
+        self._stopping = True
         pending = set(self._generations)
         if pending and grace_s > 0:
             _, pending = await asyncio.wait(pending, timeout=grace_s)
@@ -489,19 +497,25 @@ class PgReplyHub:
         """Reconnect a lost listener (then catch up on what it missed) and sweep periodically."""
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self._sweep_s
+        delay = 0.5
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(delay)
             try:
                 if self._listener is None or self._listener.is_closed():
                     self._listener = None
                     await self._connect_listener()
                     self._wake_remote()
                     await self._catch_up_cancels()
+                if not self._running and not self._stopping:
+                    await self.sweep()
+                    self._running = True
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self._sweep_s
                     await self.sweep()
+                delay = 0.5
             except Exception as exc:
                 log.warning("reply hub maintenance failed: %r", exc)
+                delay = min(delay * 2, 10.0)
 
     async def _catch_up_cancels(self) -> None:
         if not self._live:

@@ -151,3 +151,19 @@ async def test_shutdown_lets_replies_finish_within_the_grace_period(
         expected_reply("short", 40),
         None,
     )
+
+
+async def test_without_a_database_replies_answer_503_and_the_server_still_starts(
+    serve: Serve, auth: Auth
+) -> None:
+    server = await serve(
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:9/nowhere", db_connect_timeout_s=0.5
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        replied = await http.post(
+            "/api/sessions/1/replies", json={"content": "hello?"}, headers=auth("alice")
+        )
+        streamed = await http.get("/api/messages/1/stream", headers=auth("alice"))
+    assert replied.status_code == streamed.status_code == 503
+    assert replied.headers["content-type"] == "application/problem+json"
+    assert replied.headers["retry-after"]
