@@ -53,8 +53,11 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, engine: AsyncEngine) -> FastAPI:
-    return create_app(settings, engine=engine)
+async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan running (the reply hub included), as uvicorn would run it."""
+    app = create_app(settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 @pytest.fixture

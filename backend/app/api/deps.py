@@ -81,11 +81,8 @@ CurrentUserId = Annotated[int, Depends(get_current_user_id)]
 
 
 def get_limits(request: Request) -> Limits:
-    settings = request.app.state.settings
-    return Limits(
-        max_sessions_per_user=settings.max_sessions_per_user,
-        max_messages_per_session=settings.max_messages_per_session,
-    )
+    limits: Limits = request.app.state.limits
+    return limits
 
 
 LimitsDep = Annotated[Limits, Depends(get_limits)]

@@ -51,9 +51,11 @@ def problem(
     *,
     headers: Mapping[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     body["detail"] = detail
+    body.update(extensions or {})
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
@@ -109,7 +111,7 @@ def install(app: FastAPI) -> None:
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-        return problem(status, exc.title, exc.detail, headers=headers)
+        return problem(status, exc.title, exc.detail, headers=headers, extensions=exc.extensions)
 
     @app.exception_handler(InvalidToken)
     async def _token(_: Request, exc: InvalidToken) -> JSONResponse:

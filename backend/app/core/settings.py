@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The development secret shipped in the code. Production refuses to start with it.
@@ -90,6 +90,48 @@ class Settings(BaseSettings):
 
     max_sessions_per_user: int = Field(default=10_000, ge=1)
     max_messages_per_session: int = Field(default=10_000, ge=1)
+    llm_provider: Literal["simulated", "openai"] = Field(
+        default="simulated",
+        description="`openai`: any OpenAI-compatible Chat Completions server; `simulated`: a "
+        "local stand-in that streams a deterministic reply built from the prompt.",
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="e.g. http://localhost:11434/v1; unset: api.openai.com."
+    )
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_system_prompt: str | None = None
+    llm_max_output_tokens: int | None = Field(default=None, ge=1)
+    llm_connect_timeout_s: float = Field(default=5.0, gt=0)
+    llm_read_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest silence from the model, first token included."
+    )
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a failed call, before its first token."
+    )
+    llm_context_chars: int = Field(
+        default=32_000, ge=1, description="Budget of prior message text sent as context."
+    )
+    llm_context_messages: int = Field(default=50, ge=1, le=1000)
+
+    simulated_tokens: int = Field(default=40, ge=1, le=100_000)
+    simulated_delay_ms: float = Field(default=25.0, ge=0, le=60_000)
+
+    reply_flush_ms: int = Field(
+        default=150, ge=10, le=10_000, description="How often streaming progress is persisted."
+    )
+    reply_coalesce_ms: int = Field(
+        default=50,
+        ge=0,
+        le=5_000,
+        description="Tokens arriving this soon after a delta share the next one (0: per token).",
+    )
+    reply_shutdown_grace_s: float = Field(
+        default=5.0, ge=0, description="At shutdown, time for running replies to finish."
+    )
+    reply_sweep_s: float = Field(
+        default=30.0, gt=0, description="How often orphaned streaming replies are failed."
+    )
 
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     cors_allow_credentials: bool = True

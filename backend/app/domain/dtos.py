@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from app.domain import rules
 
 Role = Literal["user", "assistant", "system", "tool"]
+MessageStatus = Literal["streaming", "completed", "cancelled", "failed"]
 
 Title = Annotated[
     str,
@@ -65,6 +66,10 @@ class MessageCreateDTO(_Input):
     )
 
 
+class ReplyCreateDTO(_Input):
+    content: Content
+
+
 class _Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -82,9 +87,18 @@ class MessageDTO(_Output):
     id: int
     session_id: int
     role: Role
-    content: str
-    tokens: int
+    content: str = Field(description="The text so far while a reply is `streaming`.")
+    tokens: int = Field(description="Token count; for assistant replies, the output tokens.")
     created_at: datetime
+    status: MessageStatus = Field(
+        default="completed",
+        description="Assistant replies go `streaming` → `completed` | `cancelled` | `failed`; "
+        "every other message is `completed`.",
+    )
+    input_tokens: int = Field(
+        default=0, description="Prompt tokens the provider reported for a reply (else 0)."
+    )
+    error: str | None = Field(default=None, description="Why a `failed` reply failed.")
 
 
 class UserDTO(BaseModel):

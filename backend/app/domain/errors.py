@@ -8,9 +8,11 @@ class DomainError(Exception):
 
     title = "Domain error"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, **extensions: object) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: Extra members of the problem document (RFC 9457 extensions), e.g. a conflicting id.
+        self.extensions = extensions
 
 
 class NotFound(DomainError):
@@ -37,3 +39,10 @@ class Unavailable(DomainError):
     """A dependency (the database, an identity provider) cannot be reached right now."""
 
     title = "Service unavailable"
+
+
+class ProviderFailed(Exception):
+    """The language model provider failed (refused, timed out, broke off mid-stream).
+
+    Not a `DomainError`: it never becomes an HTTP status; the reply is saved as `failed` with
+    this message as its `error`."""

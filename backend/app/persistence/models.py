@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -16,7 +17,9 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -30,6 +33,7 @@ NAMING_CONVENTION = {
 }
 
 ROLES = ("user", "assistant", "system", "tool")
+STATUSES = ("streaming", "completed", "cancelled", "failed")
 
 
 class Base(DeclarativeBase):
@@ -85,9 +89,24 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role_known"),
-        CheckConstraint("char_length(content) > 0", name="content_not_empty"),
+        # An assistant reply starts empty and may end empty when cancelled or failed early;
+        # every other message, and every completed one, has text.
+        CheckConstraint(
+            "char_length(content) > 0 OR (role = 'assistant' AND status <> 'completed')",
+            name="content_not_empty",
+        ),
         CheckConstraint("tokens >= 0", name="tokens_non_negative"),
+        CheckConstraint("input_tokens >= 0", name="input_tokens_non_negative"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status_known"),
         Index("ix_messages_session_id_created_at_id", "session_id", "created_at", "id"),
+        # One reply at a time per session, across every server process; also the small index
+        # the stale-reply sweep scans.
+        Index(
+            "uq_messages_session_id_streaming",
+            "session_id",
+            unique=True,
+            postgresql_where=text("status = 'streaming'"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -96,8 +115,18 @@ class Message(Base):
     )
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
-    tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    tokens: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default="0", comment="Output tokens for replies"
+    )
     created_at: Mapped[datetime] = _timestamp()
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="completed")
+    input_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text, comment="Why a reply failed")
+    # Which server process generates a streaming reply: it holds a PostgreSQL advisory lock on
+    # this key for as long as it lives, so a free lock means the reply is orphaned.
+    worker_key: Mapped[int | None] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")
 

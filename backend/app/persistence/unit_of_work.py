@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
@@ -23,3 +26,17 @@ class SqlUnitOfWork:
 
     async def rollback(self) -> None:
         await self._session.rollback()
+
+
+def unit_of_work_factory(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> Callable[[], AbstractAsyncContextManager[SqlUnitOfWork]]:
+    """Fresh units of work on demand, for flows made of several short transactions. Leaving the
+    block without a commit rolls back and hands the connection back to the pool."""
+
+    @asynccontextmanager
+    async def open_unit_of_work() -> AsyncIterator[SqlUnitOfWork]:
+        async with session_factory() as session:
+            yield SqlUnitOfWork(session)
+
+    return open_unit_of_work

@@ -7,7 +7,7 @@ characters; a status code exactly when a response body is recorded). Self-contai
 adds a table, so it chains after any sibling revision.
 
 Revision ID: 925e7d9b85f7
-Revises: bd802d9743a4
+Revises: 7f214f79a209
 Create Date: 2026-11-26 12:23:19.792371+00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "925e7d9b85f7"
-down_revision: str | None = "bd802d9743a4"
+down_revision: str | None = "7f214f79a209"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

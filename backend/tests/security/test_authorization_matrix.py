@@ -95,6 +95,22 @@ MATRIX: dict[tuple[str, str], Probe] = {
         404,
         missing_url=f"/api/messages/{MISSING_ID}",
     ),
+    ("POST", "/api/sessions/{session_id}/replies"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}/replies",
+        404,
+        {"content": "bob was here"},
+        missing_url=f"/api/sessions/{MISSING_ID}/replies",
+    ),
+    ("GET", "/api/messages/{message_id}/stream"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/stream",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}/stream",
+    ),
+    ("POST", "/api/messages/{message_id}/cancel"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/cancel",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}/cancel",
+    ),
     ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
     ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),
 }

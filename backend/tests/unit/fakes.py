@@ -40,6 +40,9 @@ class MessageRecord:
     content: str
     tokens: int
     created_at: datetime
+    status: str = "completed"
+    input_tokens: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -139,11 +142,13 @@ class FakeSessions:
             del self.store.messages[mid]
         return True
 
-    async def record_message(self, session_id: int, user_id: int) -> MessageSlot | None:
+    async def record_message(
+        self, session_id: int, user_id: int, count: int = 1
+    ) -> MessageSlot | None:
         row = await self.get_owned(session_id, user_id)
         if row is None:
             return None
-        row.message_count += 1
+        row.message_count += count
         row.updated_at = self.store.clock.now()
         return MessageSlot(row.updated_at, row.message_count)
 
@@ -176,6 +181,34 @@ class FakeMessages:
             after = (page.after.at, page.after.id)
             rows = [m for m in rows if (m.created_at, m.id) > after]
         return rows[page.skip : page.skip + page.limit]
+
+    async def add_exchange(
+        self, session_id: int, prompt: str, created_at: datetime, worker_key: int
+    ) -> tuple[MessageRecord, MessageRecord | None]:
+        user = await self.add(session_id, "user", prompt, 0, created_at)
+        if await self.streaming_in_session(session_id) is not None:
+            return user, None
+        reply = await self.add(session_id, "assistant", "", 0, created_at)
+        reply.status = "streaming"
+        return user, reply
+
+    async def streaming_in_session(self, session_id: int) -> int | None:
+        return next(
+            (
+                m.id
+                for m in self.store.messages.values()
+                if m.session_id == session_id and m.status == "streaming"
+            ),
+            None,
+        )
+
+    async def recent_context(self, session_id: int, limit: int) -> Sequence[MessageRecord]:
+        rows = [
+            m
+            for m in self.store.messages.values()
+            if m.session_id == session_id and m.status != "streaming" and m.content
+        ]
+        return sorted(rows, key=lambda m: (m.created_at, m.id), reverse=True)[:limit]
 
 
 class FakeIdempotency:

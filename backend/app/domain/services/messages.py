@@ -10,6 +10,15 @@ from app.domain.rules import Limits, validate_content, validate_tokens
 from app.domain.services.sessions import session_not_found
 
 
+def check_message_quota(session_id: int, count_after: int, limits: Limits) -> None:
+    """Refuse to grow a session past its quota (`count_after` includes the new messages)."""
+    if count_after > limits.max_messages_per_session:
+        raise Conflict(
+            f"session {session_id} already has {limits.max_messages_per_session} "
+            "messages, the maximum; start a new session"
+        )
+
+
 class MessageService:
     def __init__(self, uow: UnitOfWork, limits: Limits | None = None) -> None:
         self._uow = uow
@@ -31,11 +40,7 @@ class MessageService:
             raise session_not_found(session_id)
         # Exact under concurrency: the session row is locked and its counter already bumped;
         # raising before the commit rolls the bump back.
-        if slot.message_count > self._limits.max_messages_per_session:
-            raise Conflict(
-                f"session {session_id} already has {self._limits.max_messages_per_session} "
-                "messages, the maximum; start a new session"
-            )
+        check_message_quota(session_id, slot.message_count, self._limits)
         row = await self._uow.messages.add(session_id, role, content, tokens, slot.at)
         dto = MessageDTO.model_validate(row)
         await self._uow.commit()

@@ -56,12 +56,14 @@ class SqlSessionRepository(Repository):
         )
         return await self._session.scalar(stmt) is not None
 
-    async def record_message(self, session_id: int, user_id: int) -> MessageSlot | None:
+    async def record_message(
+        self, session_id: int, user_id: int, count: int = 1
+    ) -> MessageSlot | None:
         stmt = (
             update(ChatSession)
             .where(ChatSession.id == session_id, ChatSession.user_id == user_id)
             .values(
-                message_count=ChatSession.message_count + 1,
+                message_count=ChatSession.message_count + count,
                 updated_at=func.clock_timestamp(),
             )
             .returning(ChatSession.updated_at, ChatSession.message_count)

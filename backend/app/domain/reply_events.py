@@ -1,0 +1,88 @@
+"""The events of a reply stream and their ids.
+
+Ids are positions in the assistant message, so they mean the same thing in every server process
+and on every reconnect:
+
+- `user`: the saved user message (only on the stream that starts a reply);
+- `0`: the assistant message as it began (`streaming`, no text yet);
+- `N`: a `delta` whose text ends at character N of the message's content;
+- `end`: the final event (`done`, or `error` for a failed reply).
+
+`Last-Event-ID: N` therefore means "I have the first N characters": the stream continues with
+the text after them, whatever chunks it was first sent in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from app.domain.dtos import MessageDTO
+from app.domain.errors import InvalidInput
+
+USER_ID = "user"
+START_ID = "0"
+END_ID = "end"
+MAX_OFFSET = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a (re)joining client stands. `offset` None: before the start event."""
+
+    offset: int | None = None
+    ended: bool = False
+
+    @classmethod
+    def parse(cls, last_event_id: str | None) -> Position:
+        if last_event_id is None or last_event_id.strip() in {"", USER_ID}:
+            return cls()
+        value = last_event_id.strip()
+        if value == END_ID:
+            return cls(ended=True)
+        if (
+            not (value.isascii() and value.isdigit())
+            or len(value) > len(str(MAX_OFFSET))
+            or int(value) > MAX_OFFSET
+        ):
+            raise InvalidInput(
+                f"Last-Event-ID must be an id this stream sent ('user', a character offset "
+                f"or 'end'), not {value[:40]!r}"
+            )
+        return cls(offset=int(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """One server-sent event: `name` is the SSE event type, `id` its resumable position."""
+
+    name: Literal["user", "message", "delta", "done", "error"]
+    id: str
+    data: MessageDTO | dict[str, object]
+
+
+def user_event(message: MessageDTO) -> ReplyEvent:
+    return ReplyEvent("user", USER_ID, message)
+
+
+def start_event(reply: MessageDTO) -> ReplyEvent:
+    """The reply as it began, whatever it has become since: replays look like live runs."""
+    began = reply.model_copy(
+        update={"content": "", "status": "streaming", "tokens": 0, "input_tokens": 0, "error": None}
+    )
+    return ReplyEvent("message", START_ID, began)
+
+
+def delta_event(text: str, end_offset: int) -> ReplyEvent:
+    return ReplyEvent("delta", str(end_offset), {"text": text})
+
+
+def final_event(reply: MessageDTO) -> ReplyEvent:
+    if reply.status == "failed":
+        return ReplyEvent("error", END_ID, {"detail": reply.error, "message": reply})
+    return ReplyEvent("done", END_ID, reply)
+
+
+def gone_event(offset: int) -> ReplyEvent:
+    # Not `end`: there is no final state to promise; a reconnect will answer 404.
+    return ReplyEvent("error", str(offset), {"detail": "the message was deleted"})

@@ -1,0 +1,224 @@
+"""Agent replies: save the user's message, stream the model's answer, save it with its usage.
+
+The flow never holds a database connection while the model thinks: one short unit of work saves
+the user message, creates the `streaming` assistant row and reads the context window; the model
+is then streamed with no connection held; the hub persists progress, and then the final state,
+in statements batched across all the replies of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from functools import partial
+
+from app.domain import reply_events as ev
+from app.domain.dtos import MessageDTO, Principal
+from app.domain.errors import Conflict, NotFound, ProviderFailed
+from app.domain.ports import (
+    LiveReply,
+    LLMProvider,
+    MessageRow,
+    PromptMessage,
+    ReplyHub,
+    ReplyOutcome,
+    UnitOfWorkFactory,
+    Usage,
+)
+from app.domain.reply_events import Position, ReplyEvent
+from app.domain.rules import Limits, validate_content
+from app.domain.services.messages import check_message_quota
+from app.domain.services.sessions import session_not_found
+from app.domain.services.users import UserService
+
+log = logging.getLogger(__name__)
+
+#: How long a cancel call waits for the generating process to confirm the stop.
+CANCEL_WAIT_S = 5.0
+
+SHUTDOWN_ERROR = "the server shut down before the reply finished"
+EMPTY_ERROR = "the model returned no text"
+INTERNAL_ERROR = "the reply failed because of an internal error"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPolicy:
+    """What goes into a prompt: an optional system prompt, then the newest messages that fit."""
+
+    system_prompt: str | None = None
+    context_chars: int = 32_000
+    context_messages: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StartedReply:
+    user_message: MessageDTO
+    reply: MessageDTO
+
+
+def build_prompt(
+    policy: ReplyPolicy, newest_first: Sequence[MessageRow], prompt: str
+) -> list[PromptMessage]:
+    """The new user message always; older ones newest-first while the budget lasts; then sent
+    in chronological order. Tool messages are left out: they need call ids we do not keep."""
+    picked = [PromptMessage("user", prompt)]
+    used = len(prompt)
+    for row in newest_first[: max(policy.context_messages - 1, 0)]:
+        if row.role not in {"user", "assistant", "system"}:
+            continue
+        used += len(row.content)
+        if used > policy.context_chars:
+            break
+        picked.append(PromptMessage(row.role, row.content))  # type: ignore[arg-type]
+    picked.reverse()
+    if policy.system_prompt:
+        picked.insert(0, PromptMessage("system", policy.system_prompt))
+    return picked
+
+
+class ReplyService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        provider: LLMProvider,
+        hub: ReplyHub,
+        policy: ReplyPolicy | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._provider = provider
+        self._hub = hub
+        self._policy = policy or ReplyPolicy()
+        self._limits = limits or Limits()
+
+    async def start(self, caller: Principal, session_id: int, content: str) -> StartedReply:
+        """Save the user message and a `streaming` reply, then generate it in the background.
+
+        One unit of work, caller resolution included (one pooled connection per reply, for a
+        few statements). The session row is locked first (as for any message), so two replies
+        racing for one session serialise there; the partial unique index on streaming messages
+        turns the loser into a 409, in any process.
+        """
+        content = validate_content(content)
+        worker_key = self._hub.worker_key  # 503 now, before writing, if replies are not served
+        async with self._uow_factory() as uow:
+            user_id = await UserService(uow).resolve(caller)
+            slot = await uow.sessions.record_message(session_id, user_id, count=2)
+            if slot is None:
+                raise session_not_found(session_id)
+            check_message_quota(session_id, slot.message_count, self._limits)
+            context = await uow.messages.recent_context(session_id, self._policy.context_messages)
+            user_row, reply_row = await uow.messages.add_exchange(
+                session_id, content, slot.at, worker_key
+            )
+            if reply_row is None:
+                await uow.rollback()
+                running = await uow.messages.streaming_in_session(session_id)
+                raise reply_in_progress(session_id, running)
+            started = StartedReply(
+                MessageDTO.model_validate(user_row), MessageDTO.model_validate(reply_row)
+            )
+            await uow.commit()
+        prompt = build_prompt(self._policy, context, content)
+        self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
+        return started
+
+    async def find(self, caller: Principal, message_id: int) -> MessageDTO:
+        async with self._uow_factory() as uow:
+            user_id = await UserService(uow).resolve(caller)
+            row = await uow.messages.get_owned(message_id, user_id)
+        if row is None:
+            raise NotFound(f"message {message_id} not found")
+        return MessageDTO.model_validate(row)
+
+    async def events(
+        self, reply: MessageDTO, after: Position, user_message: MessageDTO | None = None
+    ) -> AsyncIterator[ReplyEvent | None]:
+        """The stream of `reply` from just after `after`: live while it streams, else a replay.
+        None: nothing new for a while, but the reply is alive (send a keep-alive)."""
+        if after.ended:
+            return
+        if user_message is not None:
+            yield ev.user_event(user_message)
+        if after.offset is None:
+            yield ev.start_event(reply)
+        offset = after.offset or 0
+        async for progress in self._hub.follow(reply.id, offset):
+            if progress.text:
+                offset += len(progress.text)
+                yield ev.delta_event(progress.text, offset)
+            if progress.final is not None:
+                yield ev.final_event(progress.final)
+                return
+            if progress.gone:
+                yield ev.gone_event(offset)
+                return
+            if not progress.text:
+                yield None
+
+    async def cancel(self, caller: Principal, message_id: int) -> MessageDTO:
+        """Stop a streaming reply, wherever it runs; answers with its final state."""
+        reply = await self.find(caller, message_id)
+        if reply.status == "cancelled":
+            return reply
+        if reply.status != "streaming":
+            raise Conflict(
+                f"message {message_id} is {reply.status}, not streaming; nothing to cancel",
+                message_id=message_id,
+                status=reply.status,
+            )
+        await self._hub.request_cancel(message_id)
+        final = await self._hub.wait_finished(message_id, CANCEL_WAIT_S)
+        return final or await self.find(caller, message_id)
+
+    async def _generate(
+        self, reply: MessageDTO, prompt: list[PromptMessage], live: LiveReply
+    ) -> None:
+        """Run the model into `live`, then save how it ended. Never raises: a reply always ends
+        in a final state."""
+        usage: Usage | None = None
+        chunks = 0
+        error: str | None = None
+        try:
+            async with live.stoppable(), aclosing(self._provider.stream(prompt)) as stream:
+                async for chunk in stream:
+                    if chunk.text:
+                        chunks += 1
+                        # PostgreSQL text cannot hold NUL; a model may still emit one.
+                        live.append(chunk.text.replace("\x00", ""))
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+        except ProviderFailed as exc:
+            error = str(exc) or "the model provider failed"
+        except Exception:
+            log.exception("reply %s failed", reply.id)
+            error = INTERNAL_ERROR
+        gone = live.stop_reason == "gone"
+        await live.end(None if gone else _outcome(live, usage, chunks, error))
+
+
+def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | None) -> ReplyOutcome:
+    text = live.text
+    # Without a usage report (cancelled or broken streams), count the chunks: one token each
+    # is what Chat Completions streams send.
+    tokens = usage.output_tokens if usage else chunks
+    input_tokens = usage.input_tokens if usage else 0
+    if live.stop_reason == "cancelled":
+        return ReplyOutcome("cancelled", text, tokens, input_tokens)
+    if live.stop_reason == "shutdown":
+        return ReplyOutcome("failed", text, tokens, input_tokens, SHUTDOWN_ERROR)
+    if error is not None:
+        return ReplyOutcome("failed", text, tokens, input_tokens, error)
+    if not text:
+        return ReplyOutcome("failed", text, tokens, input_tokens, EMPTY_ERROR)
+    return ReplyOutcome("completed", text, tokens, input_tokens)
+
+
+def reply_in_progress(session_id: int, running: int | None) -> Conflict:
+    return Conflict(
+        f"session {session_id} already has a reply streaming (message {running}); "
+        "wait for it to finish or cancel it",
+        running_message_id=running,
+    )

@@ -1,0 +1,100 @@
+"""One reply being generated in this process: its text so far, its followers, its stop switch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from app.domain.dtos import MessageDTO
+from app.domain.ports import ReplyOutcome, StopReason
+
+SaveFinal = Callable[[int, ReplyOutcome], Awaitable[MessageDTO | None]]
+
+
+class LocalReply:
+    """Implements the domain's `LiveReply` for the process that runs the model.
+
+    Text is kept in memory (followers in this process read it from here, token by token) and
+    persisted by the hub's batch writer: `persisted` is how much of it the row already holds.
+    """
+
+    def __init__(self, message_id: int, save: SaveFinal) -> None:
+        self.message_id = message_id
+        self._save = save
+        self.persisted = 0
+        self.done = asyncio.Event()
+        self.final: MessageDTO | None = None
+        self._parts: list[str] = []
+        self._joined = ""
+        self._length = 0
+        self._stop_reason: StopReason | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._sealed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    @property
+    def text(self) -> str:
+        if len(self._joined) != self._length:
+            self._joined = "".join(self._parts)
+            self._parts = [self._joined]
+        return self._joined
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return self._stop_reason
+
+    def append(self, text: str) -> None:
+        if text:
+            self._parts.append(text)
+            self._length += len(text)
+            self._wake()
+
+    @asynccontextmanager
+    async def stoppable(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        if self._stop_reason is not None:
+            task.cancel()
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self._stop_reason is None:
+                raise  # not our stop: somebody else is cancelling the task
+            task.uncancel()
+        finally:
+            self._task = None
+            self._sealed = True
+
+    def stop(self, reason: StopReason) -> None:
+        """Interrupt the model call; ignored once the model is done (the outcome is decided)."""
+        if self._sealed or self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        if self._task is not None:
+            self._task.cancel()
+
+    async def end(self, outcome: ReplyOutcome | None) -> None:
+        self.finish(await self._save(self.message_id, outcome) if outcome is not None else None)
+
+    def finish(self, final: MessageDTO | None) -> None:
+        self.final = final
+        self.done.set()
+        self._wake()
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future resolved at the next append or at the end: register before reading."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        return future
+
+    def _wake(self) -> None:
+        for future in self._waiters:
+            if not future.done():
+                future.set_result(None)
+        self._waiters.clear()

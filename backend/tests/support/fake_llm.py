@@ -1,0 +1,160 @@
+"""A real HTTP server on 127.0.0.1 speaking the Chat Completions streaming wire format.
+
+The `openai` provider is tested against it: SSE `data:` chunks, the final usage chunk that
+`stream_options.include_usage` asks for, `[DONE]`, in-stream `error` objects, HTTP errors with
+retry hints, connections dropped mid-stream, and a server that never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Script:
+    """How the server answers one request."""
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", ",", " world"])
+    delay_s: float = 0.0
+    usage: tuple[int, int] | None = (12, 3)
+    status: int = 200
+    error_after: str | None = None
+    drop_after: bool = False
+    hang: bool = False
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+class FakeChatServer:
+    def __init__(self) -> None:
+        self.scripts: deque[Script] = deque()
+        self.default = Script()
+        self.requests: list[Received] = []
+        self.disconnects = 0
+        self.disconnected = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            path = lines[0].split(" ")[1]
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            }
+            body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+            self.requests.append(Received(path, headers, body))
+            script = self.scripts.popleft() if self.scripts else self.default
+            closed = asyncio.create_task(reader.read())  # b"" once the client hangs up
+            try:
+                await self._answer(script, writer, closed)
+            finally:
+                closed.cancel()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self._client_left()
+        finally:
+            writer.close()
+
+    def _client_left(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    async def _answer(
+        self, script: Script, writer: asyncio.StreamWriter, closed: asyncio.Task[bytes]
+    ) -> None:
+        if script.hang:
+            await closed
+            self._client_left()
+            return
+        if script.status != 200:
+            payload = json.dumps(
+                {"error": {"message": f"fake failure {script.status}", "type": "server_error"}}
+            ).encode()
+            writer.write(
+                f"HTTP/1.1 {script.status} Error\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nretry-after-ms: 10\r\nConnection: close\r\n"
+                "\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+
+        def send(data: str) -> None:
+            raw = data.encode()
+            writer.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+
+        events: list[dict[str, Any]] = [_chunk({"role": "assistant", "content": ""})]
+        events += [_chunk({"content": text}) for text in script.chunks]
+        for event in events:
+            if script.delay_s:
+                done, _ = await asyncio.wait({closed}, timeout=script.delay_s)
+                if done:
+                    self._client_left()
+                    return
+            send(f"data: {json.dumps(event)}\n\n")
+            await writer.drain()
+        if script.error_after is not None:
+            error = {"error": {"message": script.error_after, "type": "server_error"}}
+            send(f"data: {json.dumps(error)}\n\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return
+        if script.drop_after:
+            writer.transport.abort()
+            return
+        send(f"data: {json.dumps(_chunk({}, 'stop'))}\n\n")
+        if script.usage is not None:
+            prompt, completion = script.usage
+            usage = {
+                **_chunk({}),
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+            send(f"data: {json.dumps(usage)}\n\n")
+        send("data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
