@@ -87,3 +87,24 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     assert (settings.port, settings.db_pool_size, settings.host) == (9001, 7, "127.0.0.1")
     monkeypatch.setenv("CORS_ORIGINS", '["https://c.example"]')
     assert make().cors_origins == ["https://c.example"]
+
+
+def test_env_example_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.env.example` stays in step with the settings: every variable it sets is known and valid."""
+    from pathlib import Path
+
+    from app.core.settings import REPO_ROOT
+
+    example = Path(REPO_ROOT / ".env.example")
+    names = {
+        line.split("=", 1)[0].strip()
+        for line in example.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    known = {name.upper() for name in Settings.model_fields}
+    assert names <= known, f"unknown variables in .env.example: {sorted(names - known)}"
+    for name in list(known):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=example)
+    assert settings.auth_mode == "local"
+    assert settings.llm_provider == "simulated"
