@@ -215,10 +215,13 @@ async def _measure(
         log_level="WARNING",
         database_url=db.url,
         auth_secret=secret,
+        # Local HS256 tokens keep the bench self-contained; production proper would use OIDC.
+        allow_local_auth_in_production=True,
     )
     # Pinned in the child's environment, which outranks any .env file it would read.
     app_env = {
         "ENVIRONMENT": settings.environment,
+        "ALLOW_LOCAL_AUTH_IN_PRODUCTION": "true",
         "LOG_LEVEL": settings.log_level,
         "DATABASE_URL": db.url,
         "AUTH_SECRET": secret,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -34,7 +34,7 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Refuse query parameters the route does not declare, as bodies refuse unknown fields: a
     typo such as `?limt=5` must not be silently ignored."""
     route = request.scope.get("route")
@@ -80,7 +80,7 @@ async def get_current_user_id(principal: PrincipalDep, uow: UnitOfWorkDep) -> in
 CurrentUserId = Annotated[int, Depends(get_current_user_id)]
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     limits: Limits = request.app.state.limits
     return limits
 
@@ -90,10 +90,10 @@ LimitsDep = Annotated[Limits, Depends(get_limits)]
 ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
 
 
-def page_request(default_limit: int) -> Callable[..., PageRequest]:
+def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:
     """A dependency reading `limit`, `skip` and `after` with this resource's default limit."""
 
-    def dependency(
+    async def dependency(
         limit: Annotated[
             int, Query(ge=1, le=100, description="Page size, 1..100.")
         ] = default_limit,

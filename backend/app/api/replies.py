@@ -35,7 +35,7 @@ no gap, from any server process. Concatenating the `delta` texts gives the conte
 """
 
 
-def get_reply_service(request: Request) -> ReplyService:
+async def get_reply_service(request: Request) -> ReplyService:
     service: ReplyService = request.app.state.replies
     return service
 
@@ -61,7 +61,7 @@ async def find_message(
     return await service.find(caller, message_id)
 
 
-def last_event(
+async def last_event(
     last_event_id: Annotated[
         str | None,
         Header(max_length=32, description="The id of the last event received."),
