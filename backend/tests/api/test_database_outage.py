@@ -30,9 +30,7 @@ async def proxy(settings: Settings) -> AsyncIterator[DatabaseProxy]:
 async def outage_client(
     settings: Settings, proxy: DatabaseProxy
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"database_url": proxy.url, "db_connect_timeout_s": 1.0, "db_pool_timeout_s": 1.0}
-    )
+    settings = settings.model_copy(update={"database_url": proxy.url})
     engine = create_engine(settings)
     app = create_app(settings, engine=engine)
     transport = httpx.ASGITransport(app=app)
