@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import jwt
 
-from app.core.security import MAX_TOKEN_BYTES, InvalidToken, principal_from_claims
+from app.core.security import MAX_TOKEN_BYTES, InvalidToken, decode_principal
 from app.core.settings import Settings
 from app.domain.dtos import Principal
 from app.domain.errors import Unavailable
@@ -216,16 +216,12 @@ class OidcTokens:
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS:
             raise InvalidToken("the token header has no usable key id (kid)")
         key = await self.jwks.key(kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from exc
-        return principal_from_claims(claims, self._email_claim)
+        return decode_principal(
+            token,
+            key,
+            algorithms=self._algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            email_claim=self._email_claim,
+        )

@@ -54,22 +54,44 @@ class LocalTokens:
     def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("token is too large")
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=list(self.algorithms),
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from exc
-        return principal_from_claims(claims)
+        return decode_principal(
+            token,
+            self._secret,
+            algorithms=list(self.algorithms),
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+        )
 
     async def authenticate(self, token: str) -> Principal:
         return self.verify(token)
+
+
+def decode_principal(
+    token: str,
+    key: Any,
+    *,
+    algorithms: list[str],
+    audience: str,
+    issuer: str,
+    leeway: float,
+    email_claim: str = "email",
+) -> Principal:
+    """Verify signature, `exp`, `iss`, `aud` (all required, with `sub`) and name the principal.
+    The algorithms are the caller's pinned list, never the token header's."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    return principal_from_claims(claims, email_claim)
 
 
 def principal_from_claims(claims: dict[str, Any], email_claim: str = "email") -> Principal:
