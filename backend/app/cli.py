@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -44,9 +45,17 @@ def database(settings: Settings) -> Iterator[tuple[str, Path | None]]:
         embedded.stop()
 
 
+def _exit_on_sigterm(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    # Uvicorn re-raises the signal that stopped it once it has shut down. SIGTERM's default
+    # action would end the process on the spot, skipping the clean-up below (the embedded
+    # database would be left running); as an exception it unwinds through it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database(settings) as (url, _):
         command.upgrade(alembic_config(url), "head")
         # Worker processes read DATABASE_URL from the environment: they reuse this server.
