@@ -57,7 +57,10 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield SqlUnitOfWork(session)
 
 
-UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow)]
+# scope="function": the session closes (its connection back in the pool) when the endpoint
+# returns, before the response is sent; with the default, a client's next request could arrive
+# while the previous one still held its connection, forcing the pool to open another.
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 
 
 async def get_principal(

@@ -7,8 +7,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Message, Receive, Scope, Send
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -72,3 +74,29 @@ async def test_adding_a_message_is_one_transaction_of_three_statements(
     assert response.status_code == 201
     kinds = [s.split()[0].upper() for s in statements]
     assert kinds == ["SELECT", "UPDATE", "INSERT"], statements
+
+
+async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(
+    app: FastAPI, engine: AsyncEngine, auth: Auth
+) -> None:
+    """Otherwise a client's next request can arrive while the last one still holds its
+    connection, and the pool opens (and discards) an extra one: measured by `make bench`."""
+    checked_out: list[int] = []
+
+    async def spy(scope: Scope, receive: Receive, send: Send) -> None:
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                checked_out.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+            await send(message)
+
+        await app(scope, receive, watch)
+
+    alice = auth("alice")
+    transport = httpx.ASGITransport(app=spy)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        created = await client.post("/api/sessions/", json={"title": "t"}, headers=alice)
+        assert created.status_code == 201
+        assert (await client.get("/api/sessions/", headers=alice)).status_code == 200
+        missing = await client.get("/api/sessions/999999", headers=alice)
+        assert missing.status_code == 404
+    assert checked_out == [0, 0, 0]
