@@ -27,6 +27,18 @@ _bearer = HTTPBearer(
 )
 
 
+_DECLARED_QUERY: dict[str, frozenset[str]] = {}
+
+
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route reads, its dependencies' included: worked out once per
+    route (keyed by its operation id; APIRoute is not hashable), not once per request."""
+    names = _DECLARED_QUERY.get(route.unique_id)
+    if names is None:
+        names = _DECLARED_QUERY[route.unique_id] = frozenset(_query_names(route.dependant))
+    return names
+
+
 def _query_names(dependant: Dependant) -> set[str]:
     names = {param.alias for param in dependant.query_params}
     for sub in dependant.dependencies:
@@ -40,7 +52,7 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
-    declared = _query_names(route.dependant)
+    declared = _declared_query(route)
     unknown = [name for name in request.query_params if name not in declared]
     if unknown:
         raise RequestValidationError(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import problem
 
 
 class _TooLarge(Exception):
@@ -28,7 +28,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._reject(send)
+            await self._reject(scope, receive, send)
             return
 
         received = 0
@@ -52,33 +52,20 @@ class BodySizeLimit:
                 await send(message)
             elif not rejected:
                 rejected = True
-                await self._reject(send)
+                await self._reject(scope, receive, send)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except _TooLarge:
             if not rejected:
                 rejected = True
-                await self._reject(send)
+                await self._reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Content too large",
-                "status": 413,
-                "detail": f"request body exceeds the limit of {self.max_body_bytes} bytes",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "Content too large",
+            f"request body exceeds the limit of {self.max_body_bytes} bytes",
+            headers={"Connection": "close"},
         )
-        await send({"type": "http.response.body", "body": body})
+        await response(scope, receive, send)
