@@ -9,18 +9,24 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import errors, health, messages, replies, sessions, users
-from app.api.deps import reject_unknown_query
+from app.api import errors, health, messages, sessions, users
+from app.api import replies as replies_api
+from app.api.dependencies.query import reject_unknown_query
+from app.api.dependencies.services import Services
 from app.api.middleware import BodySizeLimit
-from app.core.database import create_engine, create_session_factory
+from app.core.database import ConnectParams, create_engine
 from app.core.oidc import OidcTokens
 from app.core.security import LocalTokens, TokenVerifier
 from app.core.settings import Settings, get_settings
 from app.domain.rules import Limits
+from app.domain.services.idempotency import IdempotencyPolicy
 from app.domain.services.replies import ReplyPolicy, ReplyService
+from app.domain.services.users import KnownUsers
 from app.llm import build_provider
-from app.persistence.reply_hub import PgReplyHub
+from app.persistence.channels import USER_DELETED
+from app.persistence.listener import Listener
 from app.persistence.unit_of_work import unit_of_work_factory
+from app.replies import ReplyRuntime
 
 DESCRIPTION = """
 Agent Stack keeps AI-agent conversations: users, chat sessions and their messages, and streams
@@ -36,29 +42,51 @@ ones. Errors are RFC 9457 problem documents (`application/problem+json`). Lists 
 def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or create_engine(settings)
-
-    session_factory = create_session_factory(engine)
+    uow_factory = unit_of_work_factory(engine)
     limits = Limits(
         max_sessions_per_user=settings.max_sessions_per_user,
         max_messages_per_session=settings.max_messages_per_session,
     )
+    known_users = KnownUsers()
     provider = build_provider(settings)
-    hub = PgReplyHub(
-        engine,
+    listener = Listener(
+        ConnectParams.from_url(engine.url), connect_timeout_s=settings.db_connect_timeout_s
+    )
+    # Erased accounts are forgotten by every process; after missed notifications, all are.
+    listener.subscribe(USER_DELETED, lambda payload: known_users.forget(int(payload)))
+    listener.on_reconnect(known_users.clear)
+    runtime = ReplyRuntime(
+        uow_factory,
+        listener,
         flush_s=settings.reply_flush_ms / 1000,
         sweep_s=settings.reply_sweep_s,
         coalesce_s=settings.reply_coalesce_ms / 1000,
+    )
+    tokens: TokenVerifier = (
+        OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
+    )
+    replies = ReplyService(
+        uow_factory,
+        provider,
+        runtime,
+        ReplyPolicy(
+            system_prompt=settings.llm_system_prompt,
+            context_chars=settings.llm_context_chars,
+            context_messages=settings.llm_context_messages,
+        ),
+        limits,
+        known_users,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
-        await hub.start()
+        await runtime.start()
         try:
             yield
         finally:
             # Running replies finish within the grace period or are saved `failed`.
-            await hub.stop(settings.reply_shutdown_grace_s)
+            await runtime.stop(settings.reply_shutdown_grace_s)
             await provider.aclose()
             await engine.dispose()
 
@@ -69,26 +97,19 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.session_factory = session_factory
-    tokens: TokenVerifier = (
-        OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
-    )
-    app.state.tokens = tokens
-    app.state.limits = limits
-    app.state.reply_hub = hub
-    app.state.replies = ReplyService(
-        unit_of_work_factory(session_factory),
-        provider,
-        hub,
-        ReplyPolicy(
-            system_prompt=settings.llm_system_prompt,
-            context_chars=settings.llm_context_chars,
-            context_messages=settings.llm_context_messages,
+    app.state.services = Services(
+        settings=settings,
+        engine=engine,
+        uow_factory=uow_factory,
+        tokens=tokens,
+        limits=limits,
+        known_users=known_users,
+        idempotency=IdempotencyPolicy(
+            ttl_s=settings.idempotency_ttl_s, lock_timeout_s=settings.idempotency_lock_timeout_s
         ),
-        limits,
+        replies=replies,
     )
+    app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
 
     app.add_middleware(
         CORSMiddleware,
@@ -99,10 +120,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         expose_headers=["Link", "Retry-After"],
     )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
-    errors.install(app)
-    app.include_router(health.router)
-    app.include_router(sessions.router)
-    app.include_router(messages.router)
-    app.include_router(users.router)
-    app.include_router(replies.router)
+    errors.install(app, forget_user=known_users.forget)
+    for router in (health, sessions, messages, users, replies_api):
+        app.include_router(router.router)
     return app

@@ -14,7 +14,7 @@ from app.core.database import create_engine
 from app.core.security import LocalTokens
 from app.core.settings import Settings
 from app.main import create_app
-from tests.support.database import test_database_url, upgrade
+from tests.support.database import test_database_url, truncate, upgrade
 
 warnings.filterwarnings("ignore", module="platformdirs")
 
@@ -65,6 +65,21 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+#: Test packages whose tests commit through the app: each of their tests starts from empty
+#: tables (and an app that has forgotten every caller, since identities restart with them).
+CLEAN_TABLES_FOR = frozenset({"api", "replies", "security"})
+
+
+@pytest.fixture(autouse=True)
+async def _clean_tables(request: pytest.FixtureRequest) -> None:
+    if request.node.path.parent.name not in CLEAN_TABLES_FOR:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    shared: FastAPI = request.getfixturevalue("app")
+    await truncate(engine)
+    shared.state.services.known_users.clear()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +15,15 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.security import InvalidToken
-from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unavailable
+from app.domain.errors import (
+    AccountGone,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from app.persistence.errors import INFRASTRUCTURE_ERRORS, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -106,12 +114,23 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def install(app: FastAPI) -> None:
+def _domain_problem(exc: DomainError) -> JSONResponse:
+    status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return problem(status, exc.title, exc.detail, headers=headers, extensions=exc.extensions)
+
+
+def install(app: FastAPI, *, forget_user: Callable[[int], None]) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-        return problem(status, exc.title, exc.detail, headers=headers, extensions=exc.extensions)
+        return _domain_problem(exc)
+
+    @app.exception_handler(AccountGone)
+    async def _account_gone(_: Request, exc: AccountGone) -> JSONResponse:
+        # Erased since its token was first seen (maybe by another process): the next request
+        # provisions a new, empty account.
+        forget_user(exc.user_id)
+        return _domain_problem(exc)
 
     @app.exception_handler(InvalidToken)
     async def _token(_: Request, exc: InvalidToken) -> JSONResponse:

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ async def _ping(engine: AsyncEngine) -> None:
     },
     summary="Health check",
 )
-async def health(request: Request) -> JSONResponse:
+async def health(services: ServicesDep) -> JSONResponse:
     """200 when the database answers `SELECT 1` within 2 s; otherwise 503, never a hang."""
     try:
-        await asyncio.wait_for(_ping(request.app.state.engine), HEALTH_TIMEOUT_S)
+        await asyncio.wait_for(_ping(services.engine), HEALTH_TIMEOUT_S)
     except Exception as exc:  # any failure to reach the database is "unhealthy", by definition
         log.warning("health check failed: %r", exc)
         reason = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__

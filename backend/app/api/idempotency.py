@@ -10,7 +10,9 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
-from app.api.deps import CurrentUserId, UnitOfWorkDep
+from app.api.dependencies.auth import CurrentUserId
+from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.services import ServicesDep
 from app.domain.ports import UnitOfWork
 from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 
@@ -95,14 +97,11 @@ async def get_idempotency(
     request: Request,
     user_id: CurrentUserId,
     uow: UnitOfWorkDep,
+    services: ServicesDep,
     key: IdempotencyKeyHeader = None,
 ) -> Idempotency:
-    settings = request.app.state.settings
-    policy = IdempotencyPolicy(
-        ttl_s=settings.idempotency_ttl_s, lock_timeout_s=settings.idempotency_lock_timeout_s
-    )
     digest = await fingerprint(request) if key is not None else ""
-    return Idempotency(uow, user_id, key, digest, policy)
+    return Idempotency(uow, user_id, key, digest, services.idempotency)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -6,14 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import (
-    CurrentUserId,
-    LimitsDep,
-    MessagePage,
-    ResourceId,
-    UnitOfWorkDep,
-    next_link,
-)
+from app.api.dependencies.auth import CurrentUserId
+from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
+from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import MessageCreateDTO, MessageDTO
@@ -40,7 +36,7 @@ async def create_message(
     session_id: SessionIdQuery,
     body: MessageCreateDTO,
     idempotency: IdempotencyDep,
-    limits: LimitsDep,
+    services: ServicesDep,
 ) -> MessageDTO | Response:
     """Append a message to one of the caller's sessions.
 
@@ -51,7 +47,7 @@ async def create_message(
     """
     user_id = idempotency.user_id
     return await idempotency.run(
-        lambda uow: MessageService(uow, limits).add(
+        lambda uow: MessageService(uow, services.limits).add(
             user_id, session_id, body.role, body.content, body.tokens
         )
     )

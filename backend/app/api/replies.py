@@ -6,11 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
-from app.api.deps import PrincipalDep, ResourceId
+from app.api.dependencies.auth import PrincipalDep
+from app.api.dependencies.pagination import ResourceId
+from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.domain.dtos import MessageDTO, ReplyCreateDTO
 from app.domain.reply_events import Position, ReplyEvent
@@ -35,9 +37,8 @@ no gap, from any server process. Concatenating the `delta` texts gives the conte
 """
 
 
-async def get_reply_service(request: Request) -> ReplyService:
-    service: ReplyService = request.app.state.replies
-    return service
+async def get_reply_service(services: ServicesDep) -> ReplyService:
+    return services.replies
 
 
 ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.api.deps import (
-    CurrentUserId,
-    LimitsDep,
-    ResourceId,
-    SessionPage,
-    UnitOfWorkDep,
-    next_link,
-)
+from app.api.dependencies.auth import CurrentUserId
+from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.pagination import ResourceId, SessionPage, next_link
+from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
@@ -30,7 +26,7 @@ router = APIRouter(
     summary="Create a session",
 )
 async def create_session(
-    body: SessionCreateDTO, idempotency: IdempotencyDep, limits: LimitsDep
+    body: SessionCreateDTO, idempotency: IdempotencyDep, services: ServicesDep
 ) -> SessionDTO | Response:
     """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
 
@@ -39,7 +35,7 @@ async def create_session(
     """
     user_id = idempotency.user_id
     return await idempotency.run(
-        lambda uow: SessionService(uow, limits).create(user_id, body.title)
+        lambda uow: SessionService(uow, services.limits).create(user_id, body.title)
     )
 
 

@@ -21,6 +21,15 @@ class NotFound(DomainError):
     title = "Not found"
 
 
+class AccountGone(NotFound):
+    """The caller's account was erased (maybe by another server process) after its token was
+    first seen. A retry provisions a new, empty account, as after any erasure."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__("the account no longer exists")
+        self.user_id = user_id
+
+
 class Conflict(DomainError):
     title = "Conflict"
 

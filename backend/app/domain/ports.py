@@ -1,153 +1,122 @@
-"""What the domain needs from the outside world, as protocols. `persistence/` implements them;
-unit tests implement them in memory."""
+"""What the domain needs from storage, as protocols. `persistence/` implements them with
+PostgreSQL; unit tests implement them in memory.
+
+Repositories answer with DTOs: the rows are mapped once, where they are read. Ownership is part
+of every query (`user_id` is an argument), so another user's row is simply not found.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, MessageStatus, Role
+from app.domain.dtos import MessageDTO, Role, SessionDTO, UserDTO
 from app.domain.pagination import PageRequest
 
 
-class MessageSlot(NamedTuple):
-    """Where a new message goes: its timestamp and the session's message count including it."""
-
-    at: datetime
-    message_count: int
-
-
-class SessionRow(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def user_id(self) -> int: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def message_count(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-
-
-class MessageRow(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def session_id(self) -> int: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def tokens(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def input_tokens(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
-
-
 @dataclass(frozen=True, slots=True)
-class ReplyOutcome:
-    """How a reply ended: what the final write stores."""
-
-    status: MessageStatus
-    content: str
-    tokens: int
-    input_tokens: int
-    error: str | None = None
-
-
-class UserRow(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def auth0_id(self) -> str: ...
-    @property
-    def email(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime: ...
+class KnownUser:
+    id: int
+    email: str | None
 
 
 class UserRepository(Protocol):
-    async def id_for_subject(self, subject: str) -> int | None: ...
+    async def find(self, subject: str) -> KnownUser | None: ...
 
-    async def find_by_subject(self, subject: str) -> UserRow | None: ...
-
-    async def get(self, user_id: int) -> UserRow | None: ...
+    async def add(self, subject: str, email: str | None) -> int | None:
+        """Insert; None when another transaction provisioned the subject (or took the e-mail)
+        first."""
+        ...
 
     async def set_email(self, user_id: int, email: str) -> bool:
         """Store the e-mail; False (and nothing changed) when another account holds it."""
         ...
 
-    async def delete(self, user_id: int) -> bool:
-        """Delete the user; the database cascades to everything the user owns."""
-        ...
+    async def get(self, user_id: int) -> UserDTO | None: ...
 
-    async def add(self, subject: str, email: str | None) -> int | None:
-        """Insert; None when another transaction provisioned the same subject first."""
+    async def delete(self, user_id: int) -> bool:
+        """Delete the user (the database cascades to everything it owns) and tell every
+        server process, so their caches forget the id."""
         ...
 
 
 class SessionRepository(Protocol):
-    async def add(self, user_id: int, title: str) -> SessionRow: ...
+    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+        """Insert and count it on the owner, in one statement; None when the owner already has
+        `max_sessions` sessions or no longer exists."""
+        ...
 
-    async def get_owned(self, session_id: int, user_id: int) -> SessionRow | None: ...
+    async def session_count(self, user_id: int) -> int | None:
+        """The owner's session counter; None when the user does not exist."""
+        ...
 
-    async def count_owned(self, user_id: int) -> int: ...
+    async def get(self, session_id: int, user_id: int) -> SessionDTO | None: ...
 
-    async def list_owned(self, user_id: int, page: PageRequest) -> Sequence[SessionRow]:
+    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
         """Most recently active first: `(updated_at, id)` descending."""
         ...
 
-    async def rename(self, session_id: int, user_id: int, title: str) -> SessionRow | None: ...
+    async def rename(self, session_id: int, user_id: int, title: str) -> SessionDTO | None: ...
 
-    async def delete_owned(self, session_id: int, user_id: int) -> bool: ...
+    async def delete(self, session_id: int, user_id: int) -> bool: ...
 
-    async def record_message(
-        self, session_id: int, user_id: int, count: int = 1
-    ) -> MessageSlot | None:
-        """Count `count` more messages and move the session to the top; locks the session row.
-
-        Returns the new activity time (the clock read *after* the lock, to stamp the message
-        with) and the new count, or None when the caller owns no such session."""
+    async def message_count(self, session_id: int, user_id: int) -> int | None:
+        """The session's counter; None when the caller owns no such session."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A reply's start: the saved user message, the `streaming` reply, and the earlier
+    messages it may see (newest first)."""
+
+    user_message: MessageDTO
+    reply: MessageDTO
+    context: Sequence[tuple[Role, str]]
 
 
 class MessageRepository(Protocol):
     async def add(
-        self, session_id: int, role: Role, content: str, tokens: int, created_at: datetime
-    ) -> MessageRow: ...
-
-    async def get_owned(self, message_id: int, user_id: int) -> MessageRow | None: ...
-
-    async def list_for_session(self, session_id: int, page: PageRequest) -> Sequence[MessageRow]:
-        """Chronological: `(created_at, id)` ascending."""
+        self,
+        user_id: int,
+        session_id: int,
+        role: Role,
+        content: str,
+        tokens: int,
+        max_messages: int,
+    ) -> MessageDTO | None:
+        """Insert the message, count it on its session and move the session to the top, in one
+        statement (the session row is locked, so the counter is exact and timestamps follow the
+        order appends really happened in). None: no such session, or it is full."""
         ...
 
-    async def add_exchange(
-        self, session_id: int, prompt: str, created_at: datetime, worker_key: int
-    ) -> tuple[MessageRow, MessageRow | None]:
-        """Insert the user's message and an empty `streaming` assistant reply generated by
-        `worker_key`'s process, in one statement. The reply is None when the session already
-        has a streaming reply (then the caller rolls back)."""
+    async def get(self, message_id: int, user_id: int) -> MessageDTO | None: ...
+
+    async def list(
+        self, session_id: int, user_id: int, page: PageRequest
+    ) -> Sequence[MessageDTO] | None:
+        """Chronological: `(created_at, id)` ascending; None when there is no such session."""
+        ...
+
+    async def start_exchange(
+        self,
+        user_id: int,
+        session_id: int,
+        prompt: str,
+        worker_key: int,
+        *,
+        context_limit: int,
+        max_messages: int,
+    ) -> Exchange | Literal["busy"] | None:
+        """Save the user message and an empty `streaming` reply generated by `worker_key`'s
+        process, and read the context, in one statement: all of it happens or none. "busy":
+        another reply of the session is streaming; None: no such session, or it is full."""
         ...
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         """The id of the session's reply that is still streaming, if any."""
-        ...
-
-    async def recent_context(self, session_id: int, limit: int) -> Sequence[MessageRow]:
-        """Newest first: the session's finished messages with text, the prompt's raw material."""
         ...
 
 
@@ -191,7 +160,12 @@ class IdempotencyRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction. Repositories only flush; `commit` is called once per use case."""
+    """One use case's access to storage.
+
+    A statement outside `atomic()` is its own transaction; writes that must stand or fall
+    together go in one `atomic()` block (nested blocks join the outermost, which commits on a
+    normal exit and rolls back on an exception). At most one write may run outside it.
+    """
 
     @property
     def users(self) -> UserRepository: ...
@@ -202,101 +176,8 @@ class UnitOfWork(Protocol):
     @property
     def idempotency(self) -> IdempotencyRepository: ...
 
-    async def commit(self) -> None: ...
-
-    async def rollback(self) -> None: ...
+    def atomic(self) -> AbstractAsyncContextManager[None]: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
-"""Opens a fresh unit of work: long flows use several short transactions, never one long one."""
-
-
-# --- Language models -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PromptMessage:
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    input_tokens: int
-    output_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One piece of a streamed completion: text, or (usually last) the usage report."""
-
-    text: str = ""
-    usage: Usage | None = None
-
-
-class LLMProvider(Protocol):
-    """A streaming chat model. Failures raise `ProviderFailed`; cancelling the consuming task
-    (or closing the iterator) must close the underlying call."""
-
-    def stream(self, prompt: Sequence[PromptMessage]) -> AsyncGenerator[Chunk, None]: ...
-
-    async def aclose(self) -> None: ...
-
-
-# --- Live replies ----------------------------------------------------------------------------
-
-StopReason = Literal["cancelled", "shutdown", "gone"]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What a follower learns: text after its offset, and, once, the reply's final state.
-    Nothing at all means "still streaming, nothing new" (a keep-alive)."""
-
-    text: str = ""
-    final: MessageDTO | None = None
-    gone: bool = False
-
-
-class LiveReply(Protocol):
-    """The generating side of one reply, in the process that runs it."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def stop_reason(self) -> StopReason | None: ...
-
-    def append(self, text: str) -> None:
-        """Publish text to followers now; it is persisted with the next batch."""
-        ...
-
-    def stoppable(self) -> AbstractAsyncContextManager[None]:
-        """Inside this block a stop (cancel, shutdown) interrupts the running task; the block
-        then ends quietly and `stop_reason` says why."""
-        ...
-
-    async def end(self, outcome: ReplyOutcome | None) -> None:
-        """Save the final state (batched with other replies ending now), then release the
-        followers. None: the reply is gone (deleted, or ended elsewhere); nothing to save."""
-        ...
-
-
-class ReplyHub(Protocol):
-    """Runs replies independently of requests and fans their progress out to followers in every
-    server process."""
-
-    @property
-    def worker_key(self) -> int: ...
-
-    def launch(self, message_id: int, run: Callable[[LiveReply], Awaitable[None]]) -> None: ...
-
-    def follow(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
-        """Text after `offset` as it arrives, then the final state; from any process."""
-        ...
-
-    async def request_cancel(self, message_id: int) -> None:
-        """Ask whichever process generates the reply to stop it."""
-        ...
-
-    async def wait_finished(self, message_id: int, timeout_s: float) -> MessageDTO | None: ...
+"""Opens a fresh unit of work: long flows use several short ones, never one long one."""

@@ -55,6 +55,18 @@ def validate_content(value: str) -> str:
     return value
 
 
+def storable_text(value: str) -> str:
+    """Text a model produced, made storable: PostgreSQL text holds neither NUL nor the lone
+    surrogates a broken stream can decode to (they cannot be encoded as UTF-8)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def validate_tokens(value: int) -> int:
     if not 0 <= value <= TOKENS_MAX:
         raise InvalidInput(f"tokens must be between 0 and {TOKENS_MAX}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.core.settings import Settings
-from app.domain.ports import LLMProvider
+from app.domain.language_model import LLMProvider
 
 
 def build_provider(settings: Settings) -> LLMProvider:

@@ -16,7 +16,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from app.domain.errors import ProviderFailed
-from app.domain.ports import Chunk, PromptMessage, Usage
+from app.domain.language_model import Chunk, PromptMessage, Usage
 
 
 def describe(exc: openai.APIError, read_timeout_s: float) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncGenerator, Sequence
 
-from app.domain.ports import Chunk, PromptMessage, Usage
+from app.domain.language_model import Chunk, PromptMessage, Usage
 
 VOCABULARY = (
     "agents", "answer", "carefully", "context", "stream", "tokens", "durable", "every",

@@ -1,4 +1,6 @@
-"""ORM models. The database enforces the invariants too (checks, cascades), not only the code."""
+"""The schema, as declarative models: Alembic compares migrations against it, and repositories
+build their Core statements from its columns. The database enforces the invariants too (checks,
+cascades), not only the code."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names from the first migration on, so later migrations can address them.
 NAMING_CONVENTION = {
@@ -50,15 +52,15 @@ def _timestamp() -> Mapped[datetime]:
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (CheckConstraint("session_count >= 0", name="session_count_non_negative"),)
 
     id: Mapped[int] = _id()
     auth0_id: Mapped[str] = mapped_column(String(255), unique=True, comment="Token subject (sub)")
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     created_at: Mapped[datetime] = _timestamp()
-
-    sessions: Mapped[list[ChatSession]] = relationship(
-        back_populates="user", lazy="raise", passive_deletes=True
-    )
+    # Kept by the statements that insert and delete sessions: the quota check is exact (the
+    # row is locked) and costs no count.
+    session_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class ChatSession(Base):
@@ -78,11 +80,6 @@ class ChatSession(Base):
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _timestamp()
     updated_at: Mapped[datetime] = _timestamp()
-
-    user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")
-    messages: Mapped[list[Message]] = relationship(
-        back_populates="session", lazy="raise", passive_deletes=True
-    )
 
 
 class Message(Base):
@@ -128,7 +125,25 @@ class Message(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")
+
+class ReplyChunk(Base):
+    """Text of a streaming reply, appended as the model produces it (never rewritten, so the
+    write-ahead log grows with the text, not with its square). The rows are folded into the
+    message's `content` and deleted when the reply ends."""
+
+    __tablename__ = "reply_chunks"
+    __table_args__ = (
+        CheckConstraint("start_offset >= 0", name="start_offset_non_negative"),
+        CheckConstraint("char_length(text) > 0", name="text_not_empty"),
+    )
+
+    message_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    start_offset: Mapped[int] = mapped_column(
+        Integer, primary_key=True, comment="Character offset of the chunk in the reply"
+    )
+    text: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class IdempotencyKey(Base):

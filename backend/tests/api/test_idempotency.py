@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.database import create_engine
 from app.core.settings import Settings
 from app.main import create_app
-from app.persistence.repositories.idempotency import SqlIdempotencyRepository
+from app.persistence.unit_of_work import unit_of_work_factory
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -231,22 +231,22 @@ async def test_a_late_original_cannot_record_over_a_takeover(
     app: FastAPI, engine: AsyncEngine, client: httpx.AsyncClient, auth: Auth
 ) -> None:
     user_id = (await client.get("/api/users/me", headers=auth("alice"))).json()["id"]
-    factory = app.state.session_factory
+    factory = unit_of_work_factory(engine)
     slow, fast = str(uuid.uuid4()), str(uuid.uuid4())
-    async with factory() as session:
-        repo = SqlIdempotencyRepository(session)
-        assert await repo.claim(user_id, "k", "f", slow, ttl_s=86400, lock_timeout_s=60) is None
-        await session.commit()
+    async with factory() as uow:
+        claimed = await uow.idempotency.claim(
+            user_id, "k", "f", slow, ttl_s=86400, lock_timeout_s=60
+        )
+        assert claimed is None
     await execute(engine, "UPDATE idempotency_keys SET locked_at = now() - interval '2 minutes'")
-    async with factory() as session:
-        repo = SqlIdempotencyRepository(session)
-        assert await repo.claim(user_id, "k", "f", fast, ttl_s=86400, lock_timeout_s=60) is None
-        await session.commit()
-    async with factory() as session:
-        repo = SqlIdempotencyRepository(session)
-        assert not await repo.complete(user_id, "k", slow, 201, "{}")
-        assert await repo.complete(user_id, "k", fast, 201, '{"id": 1}')
-        await session.commit()
+    async with factory() as uow:
+        claimed = await uow.idempotency.claim(
+            user_id, "k", "f", fast, ttl_s=86400, lock_timeout_s=60
+        )
+        assert claimed is None
+    async with factory() as uow, uow.atomic():
+        assert not await uow.idempotency.complete(user_id, "k", slow, 201, "{}")
+        assert await uow.idempotency.complete(user_id, "k", fast, 201, '{"id": 1}')
 
 
 async def test_quotas_answer_409_and_change_nothing(

@@ -6,11 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.settings import Settings
 from app.main import create_app
-from tests.support.database import truncate
 from tests.support.servers import InProcessServer, serve_in_process
 
 #: Fast defaults for the tests; individual tests slow the model down where they need time.
@@ -22,11 +20,6 @@ FAST = {
 }
 
 Serve = Callable[..., Awaitable[InProcessServer]]
-
-
-@pytest.fixture(autouse=True)
-async def _clean_tables(engine: AsyncEngine) -> None:
-    await truncate(engine)
 
 
 @pytest.fixture

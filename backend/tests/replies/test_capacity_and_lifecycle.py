@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.services.replies import SHUTDOWN_ERROR
-from app.persistence.reply_hub import LOCK_NAMESPACE, ORPHAN_ERROR
+from app.persistence.repositories.replies import LOCK_NAMESPACE
+from app.replies.liveness import ORPHAN_ERROR
 from tests.replies.conftest import Serve
 from tests.support.replies import expected_reply, new_session
 from tests.support.sse import collect, events, text_of
@@ -27,7 +28,7 @@ async def test_200_concurrent_replies_complete_with_a_pool_of_5(
     server = await serve(
         db_pool_size=5, db_max_overflow=0, simulated_tokens=20, simulated_delay_ms=100
     )
-    pool = server.app.state.engine.pool
+    pool = server.app.state.services.engine.pool
     limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
     streaming = 0
     all_streaming = asyncio.Event()
@@ -110,7 +111,7 @@ async def test_start_up_fails_replies_of_dead_processes_only(
         assert (await status_of(engine, alive))[0] == "streaming"
         await holder.execute(text("SELECT pg_advisory_unlock(:ns, 2222)"), {"ns": LOCK_NAMESPACE})
     # Once its process is gone, the periodic sweep fails it too.
-    assert await server.app.state.reply_hub.sweep() == [alive]
+    assert await server.app.state.reply_runtime.liveness.sweep() == [alive]
     assert await status_of(engine, alive) == ("failed", "half a", ORPHAN_ERROR)
 
 

@@ -9,6 +9,7 @@ import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -84,7 +85,7 @@ async def clocked_client(
         timeout_s=timeout_s,
         clock=clock,
     )
-    app.state.tokens = OidcTokens(config, jwks=jwks)
+    app.state.services = replace(app.state.services, tokens=OidcTokens(config, jwks=jwks))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client

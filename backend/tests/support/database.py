@@ -19,7 +19,7 @@ from app.cli import alembic_config
 from app.core.database import async_url
 from app.core.embedded_db import EmbeddedPostgres
 
-TABLES = ("idempotency_keys", "messages", "sessions", "users")
+TABLES = ("idempotency_keys", "reply_chunks", "messages", "sessions", "users")
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.domain.ports import PromptMessage
+from app.domain.language_model import PromptMessage
 from app.llm.simulated import simulated_text
 
 Headers = dict[str, str]

@@ -5,28 +5,28 @@ from __future__ import annotations
 import pytest
 
 from app.domain.dtos import Principal
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import AccountGone, InvalidInput, NotFound
 from app.domain.pagination import Cursor, PageRequest
 from app.domain.services.messages import MessageService
 from app.domain.services.sessions import SessionService
-from app.domain.services.users import UserService
+from app.domain.services.users import KnownUsers, UserService
 from tests.unit.fakes import FakeUnitOfWork
 
 
-async def test_titles_are_trimmed_and_one_commit_is_made() -> None:
+async def test_titles_are_trimmed_and_one_write_is_made() -> None:
     uow = FakeUnitOfWork()
     dto = await SessionService(uow).create(1, "  Lisbon \n")
     assert dto.title == "Lisbon"
     assert dto.message_count == 0
-    assert uow.commits == 1
+    assert (uow.loose_writes, uow.transactions) == (1, 0)
 
 
 @pytest.mark.parametrize("title", ["", "  ", "x" * 501, "a\x00"])
-async def test_bad_titles_are_refused_without_a_commit(title: str) -> None:
+async def test_bad_titles_are_refused_without_a_write(title: str) -> None:
     uow = FakeUnitOfWork()
     with pytest.raises(InvalidInput):
         await SessionService(uow).create(1, title)
-    assert uow.commits == 0
+    assert (uow.loose_writes, uow.transactions) == (0, 0)
     assert uow.store.sessions == {}
 
 
@@ -47,14 +47,14 @@ async def test_other_users_session_is_not_found_like_a_missing_one() -> None:
     assert (await service.get(1, mine.id)).title == "mine"
 
 
-async def test_a_message_counts_and_moves_its_session_up_in_one_commit() -> None:
+async def test_a_message_counts_and_moves_its_session_up_in_one_write() -> None:
     uow = FakeUnitOfWork()
     sessions, messages = SessionService(uow), MessageService(uow)
     old = await sessions.create(1, "old")
     await sessions.create(1, "new")
-    commits = uow.commits
+    writes = uow.loose_writes
     message = await messages.add(1, old.id, "user", "hi", 2)
-    assert uow.commits == commits + 1
+    assert uow.loose_writes == writes + 1
     page = await sessions.list(1, PageRequest(limit=10))
     assert [s.title for s in page.items] == ["old", "new"]
     assert page.items[0].message_count == 1
@@ -103,5 +103,44 @@ async def test_users_are_provisioned_once() -> None:
     first = await UserService(uow).resolve(Principal("auth0|a"))
     second = await UserService(uow).resolve(Principal("auth0|a"))
     assert first == second
-    assert uow.commits == 1  # the second call only reads
+    assert uow.transactions == 2  # no cache here: looked up twice, provisioned once
+    assert len(uow.store.users) == 3
     assert await UserService(uow).resolve(Principal("auth0|b")) != first
+
+
+async def test_known_callers_are_resolved_without_storage() -> None:
+    uow, known = FakeUnitOfWork(), KnownUsers()
+    first = await UserService(uow, known).resolve(Principal("auth0|a", "a@example.com"))
+    assert await UserService(uow, known).resolve(Principal("auth0|a", "a@example.com")) == first
+    assert uow.transactions == 1
+    # A new e-mail in the token takes the slow path once, which stores it.
+    assert await UserService(uow, known).resolve(Principal("auth0|a", "new@example.com")) == first
+    assert uow.store.users["auth0|a"].email == "new@example.com"
+    assert uow.transactions == 2
+
+
+async def test_an_erased_account_is_forgotten_and_reprovisioned() -> None:
+    uow, known = FakeUnitOfWork(), KnownUsers()
+    caller = Principal("auth0|a")
+    first = await UserService(uow, known).resolve(caller)
+    await UserService(FakeUnitOfWork(uow.store), known).erase(first)
+    assert known.get(caller) is None
+    second = await UserService(uow, known).resolve(caller)
+    assert second != first
+    with pytest.raises(AccountGone):
+        await SessionService(uow).create(first, "stale id")
+
+
+def test_the_cache_is_bounded_and_forgets_by_id() -> None:
+    known = KnownUsers(capacity=2)
+    a, b, c = Principal("a"), Principal("b"), Principal("c")
+    known.put(a, 1)
+    known.put(b, 2)
+    assert known.get(a) == 1  # a is now the most recent
+    known.put(c, 3)
+    assert (known.get(a), known.get(b), known.get(c)) == (1, None, 3)
+    known.put(Principal("a", "other@example.com"), 1)
+    known.forget(1)
+    assert known.get(a) is None
+    assert known.get(Principal("a", "other@example.com")) is None
+    assert known.get(c) == 3

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.domain.dtos import MessageDTO
+from app.domain.dtos import MessageDTO, Role
 from app.domain.errors import InvalidInput
-from app.domain.ports import PromptMessage
+from app.domain.language_model import PromptMessage
 from app.domain.reply_events import Position, final_event, start_event
 from app.domain.services.replies import ReplyPolicy, build_prompt
 from app.llm.simulated import SimulatedProvider, simulated_text, simulated_tokens
@@ -63,8 +63,8 @@ def test_failed_replies_end_with_an_error_event() -> None:
     assert final_event(reply(status="cancelled")).name == "done"
 
 
-def Row(role: str, content: str) -> MessageDTO:  # noqa: N802 -- reads like the row it builds
-    return reply(role=role, content=content)
+def Row(role: Role, content: str) -> tuple[Role, str]:  # noqa: N802 -- reads like the row
+    return (role, content)
 
 
 def test_prompt_takes_the_newest_messages_that_fit_then_restores_order() -> None:

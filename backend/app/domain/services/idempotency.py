@@ -6,8 +6,9 @@ again, nothing created; same key + another request → 422; while the first is s
 
 The flow keeps "a replayable response exists" and "the resource exists" in lock step:
 1. claim the key in its own short, committed transaction (visible to every server process);
-2. run the use case with its commit *held*, record the response on the key in that same
-   transaction, then commit once: the resource and its replay appear together or not at all;
+2. run the use case inside an `atomic()` block that also records the response on the key: the
+   use case's own writes join that transaction, so the resource and its replay are committed
+   together or not at all;
 3. on failure, release the claim so a retry runs again. A claim whose process died is taken
    over after `lock_timeout_s`; the late original then fails to record and rolls back.
 """
@@ -23,13 +24,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from app.domain.errors import Conflict, InvalidInput
-from app.domain.ports import (
-    IdempotencyRepository,
-    MessageRepository,
-    SessionRepository,
-    UnitOfWork,
-    UserRepository,
-)
+from app.domain.ports import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +48,6 @@ class Replay:
     body: str
 
 
-class _HeldCommit:
-    """The caller's unit of work with `commit` held back until the response is recorded."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
-
-    @property
-    def users(self) -> UserRepository:
-        return self._uow.users
-
-    @property
-    def sessions(self) -> SessionRepository:
-        return self._uow.sessions
-
-    @property
-    def messages(self) -> MessageRepository:
-        return self._uow.messages
-
-    @property
-    def idempotency(self) -> IdempotencyRepository:
-        return self._uow.idempotency
-
-    async def commit(self) -> None:
-        """Held: `IdempotentWrites.run` commits after recording the response."""
-
-    async def rollback(self) -> None:
-        await self._uow.rollback()
-
-
 class IdempotentWrites:
     def __init__(self, uow: UnitOfWork, policy: IdempotencyPolicy | None = None) -> None:
         self._uow = uow
@@ -98,26 +64,29 @@ class IdempotentWrites:
         """Run `action` once for this user's key; a repeat gets the recorded `Replay`."""
         repo = self._uow.idempotency
         claim = str(uuid.uuid4())
-        held = await repo.claim(
-            user_id,
-            key,
-            fingerprint,
-            claim,
-            ttl_s=self._policy.ttl_s,
-            lock_timeout_s=self._policy.lock_timeout_s,
-        )
-        await repo.purge_expired(PURGE_BATCH)
-        await self._uow.commit()
+        async with self._uow.atomic():
+            held = await repo.claim(
+                user_id,
+                key,
+                fingerprint,
+                claim,
+                ttl_s=self._policy.ttl_s,
+                lock_timeout_s=self._policy.lock_timeout_s,
+            )
+            await repo.purge_expired(PURGE_BATCH)
         if held is not None:
             return _replay_or_refuse(held.fingerprint == fingerprint, held.status_code, held.body)
         try:
-            result = await action(_HeldCommit(self._uow))
-            if not await repo.complete(user_id, key, claim, status_code, result.model_dump_json()):
-                raise Conflict(
-                    "this request outlived the idempotency lock and another request with the "
-                    "same Idempotency-Key took over; nothing was saved"
+            async with self._uow.atomic():
+                result = await action(self._uow)
+                recorded = await repo.complete(
+                    user_id, key, claim, status_code, result.model_dump_json()
                 )
-            await self._uow.commit()
+                if not recorded:
+                    raise Conflict(
+                        "this request outlived the idempotency lock and another request with "
+                        "the same Idempotency-Key took over; nothing was saved"
+                    )
         except Exception:
             await self._release(user_id, key, claim)
             raise
@@ -125,9 +94,7 @@ class IdempotentWrites:
 
     async def _release(self, user_id: int, key: str, claim: str) -> None:
         try:
-            await self._uow.rollback()
             await self._uow.idempotency.release(user_id, key, claim)
-            await self._uow.commit()
         except Exception:  # the original error matters more; the claim expires by itself
             log.warning("could not release idempotency key claim", exc_info=True)
 

@@ -1,8 +1,8 @@
 """Agent replies: save the user's message, stream the model's answer, save it with its usage.
 
-The flow never holds a database connection while the model thinks: one short unit of work saves
-the user message, creates the `streaming` assistant row and reads the context window; the model
-is then streamed with no connection held; the hub persists progress, and then the final state,
+The flow never holds a database connection while the model thinks: one statement saves the user
+message, creates the `streaming` assistant row and reads the context window; the model is then
+streamed with no connection held; the reply runtime persists progress, and then the final state,
 in statements batched across all the replies of the process.
 """
 
@@ -15,23 +15,16 @@ from dataclasses import dataclass
 from functools import partial
 
 from app.domain import reply_events as ev
-from app.domain.dtos import MessageDTO, Principal
+from app.domain.dtos import MessageDTO, Principal, Role
 from app.domain.errors import Conflict, NotFound, ProviderFailed
-from app.domain.ports import (
-    LiveReply,
-    LLMProvider,
-    MessageRow,
-    PromptMessage,
-    ReplyHub,
-    ReplyOutcome,
-    UnitOfWorkFactory,
-    Usage,
-)
+from app.domain.language_model import LLMProvider, PromptMessage, Usage
+from app.domain.ports import UnitOfWorkFactory
 from app.domain.reply_events import Position, ReplyEvent
-from app.domain.rules import Limits, validate_content
-from app.domain.services.messages import check_message_quota
+from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome
+from app.domain.rules import Limits, storable_text, validate_content
+from app.domain.services.messages import session_full
 from app.domain.services.sessions import session_not_found
-from app.domain.services.users import UserService
+from app.domain.services.users import KnownUsers, UserService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +34,7 @@ CANCEL_WAIT_S = 5.0
 SHUTDOWN_ERROR = "the server shut down before the reply finished"
 EMPTY_ERROR = "the model returned no text"
 INTERNAL_ERROR = "the reply failed because of an internal error"
+UNSTORABLE_ERROR = "the reply's text could not be stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +53,19 @@ class StartedReply:
 
 
 def build_prompt(
-    policy: ReplyPolicy, newest_first: Sequence[MessageRow], prompt: str
+    policy: ReplyPolicy, newest_first: Sequence[tuple[Role, str]], prompt: str
 ) -> list[PromptMessage]:
     """The new user message always; older ones newest-first while the budget lasts; then sent
     in chronological order. Tool messages are left out: they need call ids we do not keep."""
     picked = [PromptMessage("user", prompt)]
     used = len(prompt)
-    for row in newest_first[: max(policy.context_messages - 1, 0)]:
-        if row.role not in {"user", "assistant", "system"}:
+    for role, content in newest_first[: max(policy.context_messages - 1, 0)]:
+        if role == "tool":
             continue
-        used += len(row.content)
+        used += len(content)
         if used > policy.context_chars:
             break
-        picked.append(PromptMessage(row.role, row.content))  # type: ignore[arg-type]
+        picked.append(PromptMessage(role, content))
     picked.reverse()
     if policy.system_prompt:
         picked.insert(0, PromptMessage("system", policy.system_prompt))
@@ -86,8 +80,10 @@ class ReplyService:
         hub: ReplyHub,
         policy: ReplyPolicy | None = None,
         limits: Limits | None = None,
+        known: KnownUsers | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._known = known if known is not None else KnownUsers()
         self._provider = provider
         self._hub = hub
         self._policy = policy or ReplyPolicy()
@@ -96,42 +92,40 @@ class ReplyService:
     async def start(self, caller: Principal, session_id: int, content: str) -> StartedReply:
         """Save the user message and a `streaming` reply, then generate it in the background.
 
-        One unit of work, caller resolution included (one pooled connection per reply, for a
-        few statements). The session row is locked first (as for any message), so two replies
-        racing for one session serialise there; the partial unique index on streaming messages
-        turns the loser into a 409, in any process.
+        Warm, that is one statement on one pooled connection. It locks the session row first
+        (as any message does), so two replies racing for one session serialise there; the
+        partial unique index on streaming messages turns the loser into a 409, in any process.
         """
         content = validate_content(content)
         worker_key = self._hub.worker_key  # 503 now, before writing, if replies are not served
         async with self._uow_factory() as uow:
-            user_id = await UserService(uow).resolve(caller)
-            slot = await uow.sessions.record_message(session_id, user_id, count=2)
-            if slot is None:
-                raise session_not_found(session_id)
-            check_message_quota(session_id, slot.message_count, self._limits)
-            context = await uow.messages.recent_context(session_id, self._policy.context_messages)
-            user_row, reply_row = await uow.messages.add_exchange(
-                session_id, content, slot.at, worker_key
+            user_id = await UserService(uow, self._known).resolve(caller)
+            started = await uow.messages.start_exchange(
+                user_id,
+                session_id,
+                content,
+                worker_key,
+                context_limit=self._policy.context_messages,
+                max_messages=self._limits.max_messages_per_session,
             )
-            if reply_row is None:
-                await uow.rollback()
+            if started == "busy":
                 running = await uow.messages.streaming_in_session(session_id)
                 raise reply_in_progress(session_id, running)
-            started = StartedReply(
-                MessageDTO.model_validate(user_row), MessageDTO.model_validate(reply_row)
-            )
-            await uow.commit()
-        prompt = build_prompt(self._policy, context, content)
+            if started is None:
+                if await uow.sessions.message_count(session_id, user_id) is None:
+                    raise session_not_found(session_id)
+                raise session_full(session_id, self._limits)
+        prompt = build_prompt(self._policy, started.context, content)
         self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
-        return started
+        return StartedReply(started.user_message, started.reply)
 
     async def find(self, caller: Principal, message_id: int) -> MessageDTO:
         async with self._uow_factory() as uow:
-            user_id = await UserService(uow).resolve(caller)
-            row = await uow.messages.get_owned(message_id, user_id)
-        if row is None:
+            user_id = await UserService(uow, self._known).resolve(caller)
+            message = await uow.messages.get(message_id, user_id)
+        if message is None:
             raise NotFound(f"message {message_id} not found")
-        return MessageDTO.model_validate(row)
+        return message
 
     async def events(
         self, reply: MessageDTO, after: Position, user_message: MessageDTO | None = None
@@ -186,8 +180,7 @@ class ReplyService:
                 async for chunk in stream:
                     if chunk.text:
                         chunks += 1
-                        # PostgreSQL text cannot hold NUL; a model may still emit one.
-                        live.append(chunk.text.replace("\x00", ""))
+                        live.append(storable_text(chunk.text))
                     if chunk.usage is not None:
                         usage = chunk.usage
         except ProviderFailed as exc:
@@ -209,6 +202,8 @@ def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | Non
         return ReplyOutcome("cancelled", text, tokens, input_tokens)
     if live.stop_reason == "shutdown":
         return ReplyOutcome("failed", text, tokens, input_tokens, SHUTDOWN_ERROR)
+    if live.stop_reason == "unstorable":
+        return ReplyOutcome("failed", text, tokens, input_tokens, UNSTORABLE_ERROR)
     if error is not None:
         return ReplyOutcome("failed", text, tokens, input_tokens, error)
     if not text:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.domain.dtos import SessionDTO
-from app.domain.errors import Conflict, NotFound
+from app.domain.errors import AccountGone, Conflict, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
 from app.domain.ports import UnitOfWork
 from app.domain.rules import Limits, normalize_title
@@ -20,39 +20,36 @@ class SessionService:
         self._limits = limits or Limits()
 
     async def create(self, user_id: int, title: str) -> SessionDTO:
-        title = normalize_title(title)
-        # A quota, not an invariant: concurrent creates may overshoot it by their number.
-        if await self._uow.sessions.count_owned(user_id) >= self._limits.max_sessions_per_user:
-            raise Conflict(
-                f"the account already has {self._limits.max_sessions_per_user} sessions, the "
-                "maximum; delete some before creating more"
-            )
-        row = await self._uow.sessions.add(user_id, title)
-        dto = SessionDTO.model_validate(row)
-        await self._uow.commit()
-        return dto
+        """One statement: the owner's session counter grows (exactly, under the user row's
+        lock, so concurrent creates cannot overshoot the quota) and the session is inserted."""
+        maximum = self._limits.max_sessions_per_user
+        session = await self._uow.sessions.add(user_id, normalize_title(title), maximum)
+        if session is not None:
+            return session
+        if await self._uow.sessions.session_count(user_id) is None:
+            raise AccountGone(user_id)
+        raise Conflict(
+            f"the account already has {maximum} sessions, the maximum; delete some before "
+            "creating more"
+        )
 
     async def get(self, user_id: int, session_id: int) -> SessionDTO:
-        row = await self._uow.sessions.get_owned(session_id, user_id)
-        if row is None:
+        session = await self._uow.sessions.get(session_id, user_id)
+        if session is None:
             raise session_not_found(session_id)
-        return SessionDTO.model_validate(row)
+        return session
 
     async def list(self, user_id: int, page: PageRequest) -> Page[SessionDTO]:
-        rows = await self._uow.sessions.list_owned(user_id, page)
-        items = [SessionDTO.model_validate(row) for row in rows]
+        items = list(await self._uow.sessions.list(user_id, page))
         last = items[-1] if len(items) == page.limit else None
         return Page(items, Cursor(last.updated_at, last.id) if last else None)
 
     async def rename(self, user_id: int, session_id: int, title: str) -> SessionDTO:
-        row = await self._uow.sessions.rename(session_id, user_id, normalize_title(title))
-        if row is None:
+        session = await self._uow.sessions.rename(session_id, user_id, normalize_title(title))
+        if session is None:
             raise session_not_found(session_id)
-        dto = SessionDTO.model_validate(row)
-        await self._uow.commit()
-        return dto
+        return session
 
     async def delete(self, user_id: int, session_id: int) -> None:
-        if not await self._uow.sessions.delete_owned(session_id, user_id):
+        if not await self._uow.sessions.delete(session_id, user_id):
             raise session_not_found(session_id)
-        await self._uow.commit()

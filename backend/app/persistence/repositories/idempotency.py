@@ -51,10 +51,10 @@ class SqlIdempotencyRepository(Repository):
                 ),
             ),
         ).returning(IdempotencyKey.claim)
-        if await self._session.scalar(stmt) == claim:
+        if (await self._db.write(stmt)).scalar() == claim:
             return None
         held = (
-            await self._session.execute(
+            await self._db.read(
                 select(
                     IdempotencyKey.fingerprint,
                     IdempotencyKey.status_code,
@@ -64,7 +64,9 @@ class SqlIdempotencyRepository(Repository):
         ).one_or_none()
         if held is None:  # released between our insert and this read: still someone else's turn
             return IdempotencyRecord(fingerprint=fingerprint, status_code=None, body=None)
-        return IdempotencyRecord(fingerprint=held[0], status_code=held[1], body=held[2])
+        return IdempotencyRecord(
+            fingerprint=held.fingerprint, status_code=held.status_code, body=held.response_body
+        )
 
     async def complete(
         self, user_id: int, key: str, claim: str, status_code: int, body: str
@@ -78,20 +80,17 @@ class SqlIdempotencyRepository(Repository):
             )
             .values(status_code=status_code, response_body=body)
             .returning(IdempotencyKey.key)
-            .execution_options(synchronize_session=False)
         )
-        return await self._session.scalar(stmt) is not None
+        return (await self._db.write(stmt)).first() is not None
 
     async def release(self, user_id: int, key: str, claim: str) -> None:
-        await self._session.execute(
-            delete(IdempotencyKey)
-            .where(
+        await self._db.write(
+            delete(IdempotencyKey).where(
                 IdempotencyKey.user_id == user_id,
                 IdempotencyKey.key == key,
                 IdempotencyKey.claim == claim,
                 IdempotencyKey.status_code.is_(None),
             )
-            .execution_options(synchronize_session=False)
         )
 
     async def purge_expired(self, limit: int) -> int:
@@ -106,6 +105,5 @@ class SqlIdempotencyRepository(Repository):
             delete(IdempotencyKey)
             .where(tuple_(IdempotencyKey.user_id, IdempotencyKey.key).in_(expired))
             .returning(IdempotencyKey.key)
-            .execution_options(synchronize_session=False)
         )
-        return len((await self._session.scalars(stmt)).all())
+        return len((await self._db.write(stmt)).all())

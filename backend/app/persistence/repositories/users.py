@@ -1,18 +1,35 @@
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
+from app.domain.dtos import UserDTO
+from app.domain.ports import KnownUser
+from app.persistence.channels import USER_DELETED
 from app.persistence.models import User
 from app.persistence.repositories.base import Repository
 
+_GET = text(
+    "SELECT id, auth0_id AS subject, email, created_at, session_count FROM users WHERE id = :id"
+)
+# The NOTIFY is delivered when the deletion commits: every process's cache forgets the id.
+_DELETE = text(
+    "WITH gone AS (DELETE FROM users WHERE id = :id RETURNING id) "
+    "SELECT id, pg_notify(:channel, id::text) FROM gone"
+)
+_SET_EMAIL = text(
+    "UPDATE users SET email = :email WHERE id = :id AND NOT EXISTS "
+    "(SELECT 1 FROM users AS other WHERE other.email = :email AND other.id <> :id) RETURNING id"
+)
+
 
 class SqlUserRepository(Repository):
-    async def id_for_subject(self, subject: str) -> int | None:
-        result = await self._session.scalar(select(User.id).where(User.auth0_id == subject))
-        return result
+    async def find(self, subject: str) -> KnownUser | None:
+        row = (
+            await self._db.read(select(User.id, User.email).where(User.auth0_id == subject))
+        ).first()
+        return KnownUser(row.id, row.email) if row is not None else None
 
     async def add(self, subject: str, email: str | None) -> int | None:
         # No conflict target: a clash on the subject *or* the e-mail yields None, not an error.
@@ -22,31 +39,23 @@ class SqlUserRepository(Repository):
             .on_conflict_do_nothing()
             .returning(User.id)
         )
-        return await self._session.scalar(stmt)
-
-    async def find_by_subject(self, subject: str) -> User | None:
-        return await self._session.scalar(select(User).where(User.auth0_id == subject))
-
-    async def get(self, user_id: int) -> User | None:
-        return await self._session.scalar(select(User).where(User.id == user_id))
+        result: int | None = (await self._db.write(stmt)).scalar()
+        return result
 
     async def set_email(self, user_id: int, email: str) -> bool:
-        other = aliased(User)
-        stmt = (
-            update(User)
-            .where(User.id == user_id, ~exists().where(other.email == email, other.id != user_id))
-            .values(email=email)
-            .returning(User.id)
-            .execution_options(synchronize_session=False)
-        )
         # A savepoint: losing a race for the address to another account must not abort the
         # caller's transaction, only this update.
         try:
-            async with self._session.begin_nested():
-                return await self._session.scalar(stmt) is not None
+            async with self._db.savepoint():
+                result = await self._db.write(_SET_EMAIL, {"id": user_id, "email": email})
+                return result.first() is not None
         except IntegrityError:
             return False
 
+    async def get(self, user_id: int) -> UserDTO | None:
+        row = (await self._db.read(_GET, {"id": user_id})).first()
+        return UserDTO.model_validate(row._mapping) if row is not None else None
+
     async def delete(self, user_id: int) -> bool:
-        stmt = delete(User).where(User.id == user_id).returning(User.id)
-        return await self._session.scalar(stmt) is not None
+        result = await self._db.write(_DELETE, {"id": user_id, "channel": USER_DELETED})
+        return result.first() is not None

@@ -7,16 +7,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from app.domain.dtos import MessageDTO
-from app.domain.ports import ReplyOutcome, StopReason
+from app.domain.reply_runtime import ReplyOutcome, StopReason
 
 SaveFinal = Callable[[int, ReplyOutcome], Awaitable[MessageDTO | None]]
 
 
-class LocalReply:
+class RunningReply:
     """Implements the domain's `LiveReply` for the process that runs the model.
 
     Text is kept in memory (followers in this process read it from here, token by token) and
-    persisted by the hub's batch writer: `persisted` is how much of it the row already holds.
+    appended to the database by the progress writer: `persisted` is how much of it is stored.
     """
 
     def __init__(self, message_id: int, save: SaveFinal) -> None:

@@ -1,0 +1,60 @@
+"""Path ids and list pages: `limit`, `skip`, the `after` cursor, and the `Link` header."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
+
+MAX_SKIP = 10_000
+
+ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
+
+
+def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:
+    """A dependency reading `limit`, `skip` and `after` with this resource's default limit."""
+
+    async def dependency(
+        limit: Annotated[
+            int, Query(ge=1, le=100, description="Page size, 1..100.")
+        ] = default_limit,
+        skip: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_SKIP,
+                description="Rows to skip (kept for compatibility; prefer `after`).",
+            ),
+        ] = 0,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=40,
+                pattern=CURSOR_PATTERN,
+                description="Opaque cursor from the previous page's Link rel=next header.",
+            ),
+        ] = None,
+    ) -> PageRequest:
+        return PageRequest(
+            limit=limit, skip=skip, after=Cursor.decode(after) if after is not None else None
+        )
+
+    return dependency
+
+
+def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, str]:
+    """An RFC 8288 `Link` header for the next page, or no header on the last page."""
+    if cursor is None:
+        return {}
+    params = {k: v for k, v in request.query_params.items() if k not in {"after", "skip"}}
+    params["after"] = cursor.encode()
+    params["limit"] = str(limit)
+    url = request.url.replace_query_params(**params)
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+SessionPage = Annotated[PageRequest, Depends(page_request(50))]
+MessagePage = Annotated[PageRequest, Depends(page_request(100))]

@@ -1,0 +1,202 @@
+"""The reply runtime's SQL: progress chunks, final states, cancel flags, and the orphan sweep.
+
+Each method is one statement, so each is one round trip and its own transaction; NOTIFYs are
+sent from the statement, so followers are woken exactly when the data they read is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import BigInteger, Integer, Text
+
+from app.domain.dtos import MessageDTO, MessageStatus
+from app.domain.reply_runtime import ReplyOutcome
+from app.domain.services.replies import UNSTORABLE_ERROR
+from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
+from app.persistence.repositories.base import Repository
+from app.persistence.repositories.messages import FIELDS, columns
+
+#: First key of our two-key advisory locks, so they cannot clash with other applications'.
+LOCK_NAMESPACE = 0x4C4C4D31
+
+_PERSISTED = (
+    "(SELECT string_agg(c.text, '' ORDER BY c.start_offset) FROM reply_chunks AS c "
+    "WHERE c.message_id = m.id)"
+)
+
+# Append each reply's new text as a row (never rewriting what is stored), for the replies still
+# streaming; report every live reply's state, so a cancel flag is seen even when its NOTIFY was
+# missed. A conflict means the chunk is already there (a commit whose answer was lost).
+_APPEND = text(
+    f"""
+    WITH batch AS (
+        SELECT * FROM unnest(:chunk_ids, :starts, :texts) AS b(message_id, start_offset, text)
+    ), appended AS (
+        INSERT INTO reply_chunks (message_id, start_offset, text)
+        SELECT b.message_id, b.start_offset, b.text FROM batch AS b
+        JOIN messages AS m ON m.id = b.message_id AND m.status = 'streaming'
+        ON CONFLICT DO NOTHING
+        RETURNING message_id
+    ), notified AS ({notify_ids_sql("channel", "appended", "message_id")})
+    SELECT m.id, m.status, m.cancel_requested,
+           m.id IN (SELECT message_id FROM appended) AS appended,
+           (SELECT count(*) FROM notified) AS notifications
+    FROM messages AS m WHERE m.id = ANY(:live_ids)
+    """
+).bindparams(
+    bindparam("chunk_ids", type_=ARRAY(BigInteger)),
+    bindparam("starts", type_=ARRAY(Integer)),
+    bindparam("texts", type_=ARRAY(Text)),
+    bindparam("live_ids", type_=ARRAY(BigInteger)),
+)
+_PERSISTED_ENDS = text(
+    "SELECT message_id, max(start_offset + char_length(text)) AS persisted FROM reply_chunks "
+    "WHERE message_id = ANY(:ids) GROUP BY message_id"
+).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+# The final states, batched like progress: under load one statement ends many replies. A NULL
+# content means "what was persisted" (the text could not be stored as it was).
+_FINISH = text(
+    f"""
+    WITH v AS (
+        SELECT * FROM unnest(:ids, :statuses, :contents, :tokens, :inputs, :errors)
+            AS v(id, status, content, tokens, input_tokens, error)
+    ), finished AS (
+        UPDATE messages AS m
+        SET status = v.status,
+            content = coalesce(v.content, m.content || coalesce({_PERSISTED}, '')),
+            tokens = v.tokens, input_tokens = v.input_tokens, error = v.error,
+            finished_at = clock_timestamp()
+        FROM v WHERE m.id = v.id AND m.status = 'streaming'
+        RETURNING {", ".join(f"m.{field}" for field in FIELDS)}
+    ), folded AS (
+        DELETE FROM reply_chunks AS c USING finished WHERE c.message_id = finished.id
+    ), notified AS ({notify_ids_sql("channel", "finished", "id")})
+    SELECT finished.*, (SELECT count(*) FROM notified) AS notifications FROM finished
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger)),
+    bindparam("statuses", type_=ARRAY(Text)),
+    bindparam("contents", type_=ARRAY(Text)),
+    bindparam("tokens", type_=ARRAY(Integer)),
+    bindparam("inputs", type_=ARRAY(Integer)),
+    bindparam("errors", type_=ARRAY(Text)),
+)
+# What a follower in another process reads: the text after its offset, and whether it ended.
+_TAIL = text(
+    """
+    SELECT m.status, CASE WHEN m.status = 'streaming'
+        THEN (SELECT string_agg(substr(c.text, greatest(:offset - c.start_offset, 0) + 1), ''
+                                ORDER BY c.start_offset)
+              FROM reply_chunks AS c
+              WHERE c.message_id = m.id AND c.start_offset + char_length(c.text) > :offset)
+        ELSE substr(m.content, :offset + 1) END AS tail
+    FROM messages AS m WHERE m.id = :id
+    """
+)
+_GET = text(f"SELECT {columns('m')} FROM messages AS m WHERE m.id = :id")
+_CANCEL = text(
+    """
+    WITH flagged AS (
+        UPDATE messages SET cancel_requested = true WHERE id = :id AND status = 'streaming'
+        RETURNING id
+    )
+    SELECT id, pg_notify(:channel, id::text) FROM flagged
+    """
+)
+# Streaming replies whose process is gone: that process held a session advisory lock on its
+# worker key while it lived, so a key we can lock has no owner. The CTE calls a volatile
+# function, so PostgreSQL runs it once, as written: one try-lock per distinct key (released when
+# this statement's transaction ends). Our own key is held by our listener session, so a pooled
+# session never gets it. The partial text is kept.
+_SWEEP = text(
+    f"""
+    WITH orphaned AS (
+        SELECT key FROM (
+            SELECT DISTINCT worker_key AS key FROM messages WHERE status = 'streaming'
+        ) AS keys
+        WHERE key IS NULL OR pg_try_advisory_xact_lock(:namespace, key)
+    ), failed AS (
+        UPDATE messages AS m
+        SET status = 'failed', error = :error, finished_at = clock_timestamp(),
+            content = m.content || coalesce({_PERSISTED}, '')
+        WHERE m.status = 'streaming'
+          AND (m.worker_key IS NULL
+               OR m.worker_key IN (SELECT key FROM orphaned WHERE key IS NOT NULL))
+        RETURNING m.id
+    ), folded AS (
+        DELETE FROM reply_chunks AS c USING failed WHERE c.message_id = failed.id
+    ), notified AS ({notify_ids_sql("channel", "failed", "id")})
+    SELECT failed.id, (SELECT count(*) FROM notified) AS notifications FROM failed
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    message_id: int
+    start: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyState:
+    """A live reply as the database sees it after an append."""
+
+    message_id: int
+    status: MessageStatus
+    cancel_requested: bool
+    appended: bool
+
+
+class SqlReplyRepository(Repository):
+    async def append(self, chunks: Sequence[Chunk], live_ids: Sequence[int]) -> list[ReplyState]:
+        params = {
+            "chunk_ids": [chunk.message_id for chunk in chunks],
+            "starts": [chunk.start for chunk in chunks],
+            "texts": [chunk.text for chunk in chunks],
+            "live_ids": list(live_ids),
+            "channel": REPLY_PROGRESS,
+        }
+        rows = await self._db.write(_APPEND, params)
+        return [ReplyState(row.id, row.status, row.cancel_requested, row.appended) for row in rows]
+
+    async def persisted_ends(self, message_ids: Sequence[int]) -> dict[int, int]:
+        rows = await self._db.read(_PERSISTED_ENDS, {"ids": list(message_ids)})
+        return {row.message_id: row.persisted for row in rows}
+
+    async def finish(
+        self, outcomes: Sequence[tuple[int, ReplyOutcome | None]]
+    ) -> dict[int, MessageDTO]:
+        """Save final states; an outcome of None keeps the persisted text and fails the reply
+        (used when the reply's own text cannot be stored)."""
+        params = {
+            "ids": [message_id for message_id, _ in outcomes],
+            "statuses": [o.status if o else "failed" for _, o in outcomes],
+            "contents": [o.content if o else None for _, o in outcomes],
+            "tokens": [o.tokens if o else 0 for _, o in outcomes],
+            "inputs": [o.input_tokens if o else 0 for _, o in outcomes],
+            "errors": [o.error if o else UNSTORABLE_ERROR for _, o in outcomes],
+            "channel": REPLY_PROGRESS,
+        }
+        rows = await self._db.write(_FINISH, params)
+        return {row.id: MessageDTO.model_validate(row, from_attributes=True) for row in rows}
+
+    async def tail(self, message_id: int, offset: int) -> tuple[MessageStatus, str] | None:
+        row = (await self._db.read(_TAIL, {"id": message_id, "offset": offset})).first()
+        return (row.status, row.tail or "") if row is not None else None
+
+    async def get(self, message_id: int) -> MessageDTO | None:
+        row = (await self._db.read(_GET, {"id": message_id})).first()
+        return MessageDTO.model_validate(row, from_attributes=True) if row is not None else None
+
+    async def request_cancel(self, message_id: int) -> bool:
+        result = await self._db.write(_CANCEL, {"id": message_id, "channel": REPLY_CANCEL})
+        return result.first() is not None
+
+    async def fail_orphans(self, error: str) -> list[int]:
+        params = {"namespace": LOCK_NAMESPACE, "error": error, "channel": REPLY_PROGRESS}
+        return [row.id for row in await self._db.write(_SWEEP, params)]
