@@ -82,22 +82,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
 def _psql(_: argparse.Namespace, settings: Settings) -> None:
     import subprocess
 
-    from sqlalchemy.engine import make_url
+    from app.core.database import ConnectParams
 
     with database(settings) as (url, bin_dir):
-        parsed = make_url(url)
         psql = str(bin_dir / "psql") if bin_dir else shutil.which("psql")
-        env = dict(os.environ)
-        env.update(
-            {
-                "PGHOST": str(parsed.query.get("host") or parsed.host or "localhost"),
-                "PGPORT": str(parsed.query.get("port") or parsed.port or 5432),
-                "PGUSER": parsed.username or "postgres",
-                "PGDATABASE": parsed.database or "postgres",
-            }
-        )
-        if parsed.password:
-            env["PGPASSWORD"] = parsed.password
+        env = {**os.environ, **ConnectParams.from_url(url).libpq_env()}
         subprocess.run([psql or "psql", *sys.argv[2:]], env=env, check=False)
 
 

@@ -67,19 +67,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-#: Test packages whose tests commit through the app: each of their tests starts from empty
-#: tables (and an app that has forgotten every caller, since identities restart with them).
-CLEAN_TABLES_FOR = frozenset({"api", "replies", "security"})
-
-
-@pytest.fixture(autouse=True)
-async def _clean_tables(request: pytest.FixtureRequest) -> None:
-    if request.node.path.parent.name not in CLEAN_TABLES_FOR:
-        return
-    engine: AsyncEngine = request.getfixturevalue("engine")
-    shared: FastAPI = request.getfixturevalue("app")
+@pytest.fixture
+async def clean_tables(engine: AsyncEngine, app: FastAPI) -> None:
+    """Empty tables, and a shared app that has forgotten every caller (identities restart with
+    the tables). The packages whose tests commit through the app use it for every test."""
     await truncate(engine)
-    shared.state.services.known_users.clear()
+    app.state.services.known_users.clear()
 
 
 @pytest.fixture(scope="session")

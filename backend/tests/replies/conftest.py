@@ -22,6 +22,11 @@ FAST = {
 Serve = Callable[..., Awaitable[InProcessServer]]
 
 
+@pytest.fixture(autouse=True)
+def _clean_tables(clean_tables: None) -> None:
+    """These tests commit through the app: each starts from empty tables."""
+
+
 @pytest.fixture
 def make_settings(settings: Settings) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:

@@ -12,20 +12,21 @@ from typing import Literal
 
 from sqlalchemy.engine import make_url
 
+from app.core.database import ConnectParams
+
 Mode = Literal["up", "refuse", "blackhole"]
 
 
 class DatabaseProxy:
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
-        socket_dir = url.query.get("host")
-        port = int(str(url.query.get("port") or url.port or 5432))
-        if isinstance(socket_dir, str) and socket_dir.startswith("/"):
-            self._unix: str | None = f"{socket_dir}/.s.PGSQL.{port}"
+        target = ConnectParams.from_url(url)
+        if target.host.startswith("/"):
+            self._unix: str | None = f"{target.host}/.s.PGSQL.{target.port}"
             self._tcp: tuple[str, int] | None = None
         else:
             self._unix = None
-            self._tcp = (url.host or "127.0.0.1", port)
+            self._tcp = (target.host, target.port)
         self._url = url
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
