@@ -130,13 +130,17 @@ async def test_a_second_write_outside_atomic_is_refused(engine: AsyncEngine) -> 
 
 async def test_atomic_commits_together_or_not_at_all(engine: AsyncEngine) -> None:
     user_id = await _user(engine, "atomic")
+
+    async def two_writes_then_a_failure(uow: SqlUnitOfWork) -> None:
+        async with uow.atomic():
+            await uow.sessions.add(user_id, "a", 10)
+            async with uow.atomic():  # joins the outer block
+                await uow.sessions.add(user_id, "b", 10)
+            raise RuntimeError("boom")
+
     async with _uow(engine) as uow:
         with pytest.raises(RuntimeError, match="boom"):
-            async with uow.atomic():
-                await uow.sessions.add(user_id, "a", 10)
-                async with uow.atomic():  # joins the outer block
-                    await uow.sessions.add(user_id, "b", 10)
-                raise RuntimeError("boom")
+            await two_writes_then_a_failure(uow)
         assert await _titles(engine) == []
         async with uow.atomic():
             await uow.sessions.add(user_id, "a", 10)
