@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from pathlib import Path
 
 import app.domain
@@ -63,3 +64,37 @@ def test_routes_reach_their_objects_typed() -> None:
     api = Path(app.domain.__file__).parents[1] / "api"
     readers = [p.name for p in api.rglob("*.py") if "app.state." in p.read_text()]
     assert readers == ["services.py"]
+
+
+def test_no_route_or_dependency_runs_in_the_thread_pool() -> None:
+    """FastAPI runs a plain `def` endpoint or dependency in a worker thread: a thread hop per
+    request that measured as a large share of a reply start's CPU. Every one is `async def`."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from app.core.settings import Settings
+    from app.main import create_app
+
+    settings = Settings(_env_file=None, database_url="postgresql://nobody@127.0.0.1:9/none")
+    app = create_app(settings)
+    routes = [
+        context.route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.route, APIRoute)
+    ]
+
+    def is_async(call: object) -> bool:
+        method = call if inspect.isfunction(call) else getattr(call, "__call__", None)  # noqa: B004
+        return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+
+    def sync_calls(dependant: Dependant) -> list[str]:
+        found = []
+        if dependant.call is not None and not is_async(dependant.call):
+            found.append(getattr(dependant.call, "__qualname__", repr(dependant.call)))
+        for sub in dependant.dependencies:
+            found += sync_calls(sub)
+        return found
+
+    offenders = {route.path: sync_calls(route.dependant) for route in routes}
+    assert {path: calls for path, calls in offenders.items() if calls} == {}
+    assert len(routes) >= 10

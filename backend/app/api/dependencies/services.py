@@ -30,7 +30,7 @@ class Services:
     replies: ReplyService
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services = request.app.state.services
     if not isinstance(services, Services):  # only an app not built by create_app gets here
         raise RuntimeError("app.state.services is not set: build the app with create_app()")
