@@ -12,17 +12,20 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     false,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names from the first migration on, so later migrations can address them.
@@ -36,6 +39,7 @@ NAMING_CONVENTION = {
 
 ROLES = ("user", "assistant", "system", "tool")
 STATUSES = ("streaming", "completed", "cancelled", "failed")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "cancelled", "error")
 
 
 class Base(DeclarativeBase):
@@ -69,6 +73,16 @@ class ChatSession(Base):
         CheckConstraint("char_length(title) BETWEEN 1 AND 500", name="title_length"),
         CheckConstraint("message_count >= 0", name="message_count_non_negative"),
         Index("ix_sessions_user_id_updated_at_id", "user_id", "updated_at", "id"),
+        # The current message is one of the session's own (a composite key: no statement can
+        # point a session at another's message). Deleting it empties the pointer only
+        # (PostgreSQL 15+ column list), never the session id. Created after `messages`.
+        ForeignKeyConstraint(
+            ["id", "current_message_id"],
+            ["messages.session_id", "messages.id"],
+            name="fk_sessions_current_message_id_messages",
+            ondelete="SET NULL (current_message_id)",
+            use_alter=True,
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -80,16 +94,19 @@ class ChatSession(Base):
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _timestamp()
     updated_at: Mapped[datetime] = _timestamp()
+    # The last message of the active branch: new messages are appended under it.
+    current_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role_known"),
-        # An assistant reply starts empty and may end empty when cancelled or failed early;
-        # every other message, and every completed one, has text.
+        # An assistant reply starts empty and may end empty when cancelled or failed early, or
+        # when it only calls tools; every other message, and every completed one, has text.
         CheckConstraint(
-            "char_length(content) > 0 OR (role = 'assistant' AND status <> 'completed')",
+            "char_length(content) > 0 OR (role = 'assistant' AND "
+            "(status <> 'completed' OR tool_calls IS NOT NULL))",
             name="content_not_empty",
         ),
         CheckConstraint("tokens >= 0", name="tokens_non_negative"),
@@ -103,6 +120,29 @@ class Message(Base):
             "session_id",
             unique=True,
             postgresql_where=text("status = 'streaming'"),
+        ),
+        # Conversations are trees: a message answers its parent, in the same session (the
+        # composite key), created before it. Ids only grow, so `parent_id < id` makes a cycle
+        # impossible in the database itself.
+        UniqueConstraint("session_id", "id", name="uq_messages_session_id_id"),
+        ForeignKeyConstraint(
+            ["session_id", "parent_id"],
+            ["messages.session_id", "messages.id"],
+            name="fk_messages_parent_id_messages",
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("parent_id < id", name="parent_before_child"),
+        # Children of a message (and a session's roots: parent_id IS NULL) by index; it also
+        # serves the cascade of the composite key above.
+        Index("ix_messages_session_id_parent_id", "session_id", "parent_id"),
+        CheckConstraint(
+            "tool_calls IS NULL OR (role = 'assistant' AND jsonb_typeof(tool_calls) = 'array')",
+            name="tool_calls_on_assistant",
+        ),
+        CheckConstraint("tool_call_id IS NULL OR role = 'tool'", name="tool_call_id_on_tool"),
+        CheckConstraint(
+            f"finish_reason IN ({', '.join(repr(r) for r in FINISH_REASONS)})",
+            name="finish_reason_known",
         ),
     )
 
@@ -124,6 +164,17 @@ class Message(Base):
     worker_key: Mapped[int | None] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    parent_id: Mapped[int | None] = mapped_column(
+        BigInteger, comment="The message this one answers; NULL for a root"
+    )
+    tool_calls: Mapped[list[object] | None] = mapped_column(
+        JSONB, comment="An assistant's calls, in Chat Completions' shape"
+    )
+    tool_call_id: Mapped[str | None] = mapped_column(
+        String(128), comment="The call a tool message answers"
+    )
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200), comment="The model that wrote it")
 
 
 class ReplyChunk(Base):

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.database import downgrade, upgrade
 
 BEFORE_REPLIES = "bd802d9743a4"
-
-
-@pytest.fixture
-async def scratch_url(engine: AsyncEngine, database_url: str) -> AsyncIterator[str]:
-    name = f"agent_stack_migration_{uuid.uuid4().hex[:8]}"
-    admin = engine.execution_options(isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        try:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        except DBAPIError:
-            pytest.skip("the test database role cannot create databases")
-    yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def test_replies_revision_round_trips(scratch_url: str) -> None:
