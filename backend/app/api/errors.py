@@ -117,7 +117,12 @@ def _allowed_methods(request: Request) -> str:
 def _domain_problem(exc: DomainError) -> JSONResponse:
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    return problem(status, exc.title, exc.detail, headers=headers, extensions=exc.extensions)
+    errors = None
+    if isinstance(exc, InvalidInput) and exc.loc is not None:
+        errors = [{"loc": list(exc.loc), "msg": exc.detail, "type": "value_error"}]
+    return problem(
+        status, exc.title, exc.detail, headers=headers, errors=errors, extensions=exc.extensions
+    )
 
 
 def install(app: FastAPI, *, forget_user: Callable[[int], None]) -> None:

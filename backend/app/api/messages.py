@@ -38,17 +38,27 @@ async def create_message(
     idempotency: IdempotencyDep,
     services: ServicesDep,
 ) -> MessageDTO | Response:
-    """Append a message to one of the caller's sessions.
+    """Append a message to one of the caller's sessions, under its current message (the
+    message's `parent_id`); it becomes the current message.
 
     In the same transaction the session's `message_count` grows by one and the session moves to
-    the top of the caller's list. Send an `Idempotency-Key` to make retries safe (see the
-    header). 409 when the session already holds `MAX_MESSAGES_PER_SESSION` messages, or while a
-    request with the same key is running.
+    the top of the caller's list. Tool use, in Chat Completions' shape: an assistant message may
+    carry `tool_calls` (its `content` may then be left out); a `tool` message answers one of
+    them with `tool_call_id`, which must be a call of an assistant message on the current
+    branch without a result there yet (422 otherwise). Send an `Idempotency-Key` to make
+    retries safe (see the header). 409 when the session already holds
+    `MAX_MESSAGES_PER_SESSION` messages, or while a request with the same key is running.
     """
     user_id = idempotency.user_id
     return await idempotency.run(
         lambda uow: MessageService(uow, services.limits).add(
-            user_id, session_id, body.role, body.content, body.tokens
+            user_id,
+            session_id,
+            body.role,
+            body.content,
+            body.tokens,
+            tool_calls=body.tool_calls,
+            tool_call_id=body.tool_call_id,
         )
     )
 
@@ -62,8 +72,9 @@ async def list_messages(
     user_id: CurrentUserId,
     uow: UnitOfWorkDep,
 ) -> list[MessageDTO]:
-    """Chronological (`created_at`, then `id`). `limit` defaults to 100 (max 100); a full page
-    carries a `Link: <...>; rel="next"` header."""
+    """Every message of the session, whatever its branch, chronological (`created_at`, then
+    `id`), each with its `parent_id`. `limit` defaults to 100 (max 100); a full page carries a
+    `Link: <...>; rel="next"` header. `GET /api/sessions/{id}/thread` shows one branch."""
     result = await MessageService(uow).list(user_id, session_id, page)
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items

@@ -14,7 +14,8 @@ from app.api.dependencies.auth import PrincipalDep
 from app.api.dependencies.pagination import ResourceId
 from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
-from app.domain.dtos import MessageDTO, ReplyCreateDTO
+from app.domain.dtos import MessageDTO, RegenerateDTO, ReplyCreateDTO, ToolOptionsDTO
+from app.domain.language_model import ToolOptions
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.services.replies import ReplyService, StartedReply
 
@@ -25,11 +26,20 @@ Events (`text/event-stream`), each with an `id` that is a position in the reply:
 
 | event | id | data |
 |---|---|---|
-| `user` | `user` | the saved user message (only when starting a reply) |
+| `user` | `user` | the saved user message (only when a reply starts with one) |
 | `message` | `0` | the assistant message as it began: `status: "streaming"`, no text |
 | `delta` | `N` | `{"text": ...}`; the text ends at character `N` of the content |
-| `done` | `end` | the message `completed` or `cancelled`, with `tokens` and `input_tokens` |
+| `tool_call` | `tool:I` | call `I` (from 0), whole: `{"id", "type", "function"}` |
+| `done` | `end` | the message `completed` or `cancelled`, with `tokens`, `input_tokens` |
 | `error` | `end` | `{"detail", "message"}`: the reply `failed`; partial text is kept |
+
+Every final message says why it stopped (`finish_reason`) and which `model` wrote it. Tool
+calls are not streamed as deltas: each `tool_call` event carries one whole call in Chat
+Completions' shape (`function.arguments` is a JSON string), once the model has finished its
+turn, after all the text and just before `done`, whose message then has the same `tool_calls`
+and `finish_reason: "tool_calls"`. Run them, post each result as a `tool`
+message (`POST /api/messages/?session_id=` with `tool_call_id`), then ask for the continuation:
+`POST /api/sessions/{id}/replies` without `content`.
 
 Reconnect with `Last-Event-ID` (or `?last_event_id=`) to
 `GET /api/messages/{id}/stream`: the stream continues right after that event, no duplicate and
@@ -49,11 +59,28 @@ ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]
 # no connection, and a reply's start costs one pooled connection, not two.
 
 
+def tool_options(body: ToolOptionsDTO | None) -> ToolOptions | None:
+    if body is None or body.tools is None:
+        return None
+    return ToolOptions(tuple(body.tools), body.tool_choice)
+
+
 async def start_reply(
     session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, service: ReplyServiceDep
 ) -> StartedReply:
     # Errors (404, 409, 422, 503) are answered here, before the first byte of the stream.
-    return await service.start(caller, session_id, body.content)
+    return await service.start(
+        caller, session_id, body.content, parent=body.parent, tools=tool_options(body)
+    )
+
+
+async def regenerate_reply(
+    message_id: ResourceId,
+    caller: PrincipalDep,
+    service: ReplyServiceDep,
+    body: RegenerateDTO | None = None,
+) -> StartedReply:
+    return await service.regenerate(caller, message_id, tools=tool_options(body))
 
 
 async def find_message(
@@ -133,15 +160,38 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     response_class=EventStream,
     responses={**EVENT_STREAM, **problem_responses(400, 404, 409, 413)},
     summary="Send a message and stream the agent's reply",
-    description="Saves the user message, creates the assistant message (`streaming`) and "
-    "streams it. One reply at a time per session: while one streams, this answers 409 with "
-    "`running_message_id`. The reply is generated independently of this connection: if the "
-    "client goes away it still completes and is saved.\n" + EVENTS_DOC,
+    description="Saves the user message under `parent_id` (default: the session's current "
+    "message; `null`: a new root), creates the assistant message (`streaming`) under it and "
+    "streams it; both become the current branch. To edit message M, reply with M's parent: M "
+    "and its answers stay as another branch. Without `content` the reply continues the branch "
+    "(after tool results): no user message, no `user` event. The model sees the branch from the "
+    "reply's parent to the root, never another branch. `tools` and `tool_choice` are passed to "
+    "the model for this reply. One reply at a time per session: while one streams, this "
+    "answers 409 with `running_message_id`. The reply is generated independently of this "
+    "connection: if the client goes away it still completes and is saved.\n" + EVENTS_DOC,
 )
 async def create_reply(
     started: Annotated[StartedReply, Depends(start_reply)], service: ReplyServiceDep
 ) -> EventSourceResponse:
     return event_stream(service.events(started.reply, Position(), started.user_message))
+
+
+@router.post(
+    "/api/messages/{message_id}/regenerate",
+    response_class=EventStream,
+    responses={**EVENT_STREAM, **problem_responses(400, 404, 409, 413)},
+    summary="Regenerate an assistant reply",
+    description="A new reply to the same parent as assistant message `message_id`, streamed "
+    "like `POST /api/sessions/{id}/replies` (without the `user` event), resumable and "
+    "cancellable the same way. The old reply stays as another branch (its `sibling_ids` in the "
+    "thread); the new one becomes current. 409 while another reply of the session streams, for "
+    "a message that is not an assistant's or answers nothing, or when the session is full. "
+    "Send `tools` again if the reply may call them.\n" + EVENTS_DOC,
+)
+async def regenerate(
+    started: Annotated[StartedReply, Depends(regenerate_reply)], service: ReplyServiceDep
+) -> EventSourceResponse:
+    return event_stream(service.events(started.reply, Position()))
 
 
 @router.get(

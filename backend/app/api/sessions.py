@@ -1,21 +1,34 @@
-"""`/api/sessions`: the caller's chat sessions."""
+"""`/api/sessions`: the caller's chat sessions, their active branch, and forks."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.dependencies.auth import CurrentUserId
 from app.api.dependencies.database import UnitOfWorkDep
-from app.api.dependencies.pagination import ResourceId, SessionPage, next_link
+from app.api.dependencies.pagination import ResourceId, SessionPage, before_link, next_link
 from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
-from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
+from app.domain.dtos import (
+    ForkCreateDTO,
+    SessionCreateDTO,
+    SessionDTO,
+    SessionUpdateDTO,
+    ThreadMessageDTO,
+)
+from app.domain.pagination import BIGINT_MAX
+from app.domain.services.branches import BranchService
 from app.domain.services.sessions import SessionService
 
 router = APIRouter(
     prefix="/api/sessions", tags=["sessions"], responses=problem_responses(401, 422, 503)
 )
+
+#: A thread page: a branch may hold every message of a session.
+THREAD_MAX_LIMIT = 1000
 
 
 @router.post(
@@ -61,20 +74,25 @@ async def list_sessions(
 async def get_session(
     session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
 ) -> SessionDTO:
-    """One of the caller's sessions, with its exact message count."""
+    """One of the caller's sessions, with its exact message count and current message."""
     return await SessionService(uow).get(user_id, session_id)
 
 
 @router.patch(
     "/{session_id}",
     responses=problem_responses(400, 404, 413),
-    summary="Rename a session",
+    summary="Rename a session, or switch its branch",
 )
 async def update_session(
     session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
 ) -> SessionDTO:
-    """Change the title. Counts as activity: the session moves to the top of the list."""
-    return await SessionService(uow).rename(user_id, session_id, body.title)
+    """Change the title, and/or switch branch: `current_message_id` (any message of the
+    session; 422 otherwise) becomes the current message, so the thread shows the branch
+    through it and new messages go under it. At least one field. Counts as activity: the
+    session moves to the top of the list."""
+    return await SessionService(uow).update(
+        user_id, session_id, title=body.title, current_message_id=body.current_message_id
+    )
 
 
 @router.delete(
@@ -89,3 +107,67 @@ async def delete_session(
     """Delete the session and, in the same statement (database cascade), all its messages."""
     await SessionService(uow).delete(user_id, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{session_id}/thread",
+    responses=problem_responses(404),
+    summary="The active branch of a session",
+)
+async def get_thread(
+    request: Request,
+    response: Response,
+    session_id: ResourceId,
+    user_id: CurrentUserId,
+    uow: UnitOfWorkDep,
+    limit: Annotated[
+        int, Query(ge=1, le=THREAD_MAX_LIMIT, description="Messages per page, 1..1000.")
+    ] = 100,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=BIGINT_MAX,
+            description="Continue towards the root: the page ends with this message's parent "
+            "(the `Link` header's value).",
+        ),
+    ] = None,
+) -> list[ThreadMessageDTO]:
+    """The conversation as a client shows it: the branch from the root to the current
+    message, root first, one statement whatever the session's size. Each message carries
+    `parent_id` and `sibling_ids` (the messages sharing its parent, itself included, oldest
+    first): "2 / 3" and the ids to switch to with `PATCH /api/sessions/{id}`.
+
+    A page holds the newest `limit` messages of the branch (default 100, max 1000); when the
+    branch goes on towards the root, a `Link: <...>; rel="next"` header continues it.
+    """
+    thread = await BranchService(uow).thread(user_id, session_id, before=before, limit=limit)
+    response.headers.update(before_link(request, thread.before))
+    return thread.messages
+
+
+@router.post(
+    "/{session_id}/fork",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionDTO,
+    responses=problem_responses(400, 404, 409, 413),
+    summary="Fork a session",
+)
+async def fork_session(
+    session_id: ResourceId,
+    idempotency: IdempotencyDep,
+    services: ServicesDep,
+    body: ForkCreateDTO | None = None,
+) -> SessionDTO | Response:
+    """A new session of the caller holding a copy of the branch from the root to `message_id`
+    (default: the current message): new ids, same roles, contents, tokens, tool data and order.
+    The copy of `message_id` is its current message; the original is untouched. Counts against
+    `MAX_SESSIONS_PER_USER` (409 beyond); 409 too while a reply on that path still streams.
+    `Idempotency-Key` makes retries safe, as for creating a session."""
+    fork = body or ForkCreateDTO()
+    user_id = idempotency.user_id
+    return await idempotency.run(
+        lambda uow: BranchService(uow, services.limits).fork(
+            user_id, session_id, message_id=fork.message_id, title=fork.title
+        )
+    )

@@ -35,9 +35,19 @@ class Conflict(DomainError):
 
 
 class InvalidInput(DomainError, ValueError):
-    """A rule was broken. Also a `ValueError`, so Pydantic validators can raise it directly."""
+    """A rule was broken. Also a `ValueError`, so Pydantic validators can raise it directly.
+
+    `loc` names the offending field the way request validation does (`("body", "parent_id")`),
+    for rules that only the domain can check (they depend on stored data or on several fields):
+    the problem document then lists it under `errors` like any other invalid field."""
 
     title = "Invalid input"
+
+    def __init__(
+        self, detail: str, *, loc: tuple[str | int, ...] | None = None, **extensions: object
+    ) -> None:
+        super().__init__(detail, **extensions)
+        self.loc = loc
 
 
 class Forbidden(DomainError):

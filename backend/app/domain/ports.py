@@ -12,8 +12,18 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, UserDTO
+from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, ToolCall, UserDTO
+from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
+
+#: Where a reply's new messages go: under the session's current message, under a given
+#: message of the session, or (None) at the root.
+Parent = int | None | Literal["current"]
+
+#: The statement could not see the message the session pointed at: it was committed while the
+#: statement waited for the session's lock, after the statement's snapshot was taken. Nothing
+#: was written; run it again holding the session (`SessionRepository.lock`), which sees it.
+Stale = Literal["stale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +68,26 @@ class SessionRepository(Protocol):
         """Most recently active first: `(updated_at, id)` descending."""
         ...
 
-    async def rename(self, session_id: int, user_id: int, title: str) -> SessionDTO | None: ...
+    async def update(
+        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+    ) -> SessionDTO | None:
+        """Rename and/or switch branch (None: unchanged), counted as activity; None when there
+        is no such session, or `current_message_id` is not one of its messages."""
+        ...
+
+    async def lock(self, session_id: int, user_id: int) -> bool:
+        """Inside `atomic()`: hold the session row until the transaction ends, so no message
+        is appended meanwhile and every later statement sees every message committed before.
+        False when there is no such session."""
+        ...
+
+    async def fork_source(
+        self, session_id: int, user_id: int, message_id: int | None
+    ) -> ForkSource | None:
+        """Inside `atomic()`: keep the session from being deleted until the transaction ends,
+        and say where a fork of it would end (`message_id`, or its current message). None:
+        no such session."""
+        ...
 
     async def delete(self, session_id: int, user_id: int) -> bool: ...
 
@@ -68,28 +97,68 @@ class SessionRepository(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Exchange:
-    """A reply's start: the saved user message, the `streaming` reply, and the earlier
-    messages it may see (newest first)."""
+class ForkSource:
+    title: str
+    #: The message the copy ends with; None when the session has no messages.
+    end_id: int | None
+    #: False when the requested message is not one of the session's.
+    found: bool = True
 
-    user_message: MessageDTO
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message a client writes: any role; tool data as `rules.validate_message_shape` allows."""
+
+    role: Role
+    content: str
+    tokens: int = 0
+    tool_calls: tuple[ToolCall, ...] | None = None
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredCall:
+    """Why a tool result was not saved: its call is on no assistant message of the branch
+    (`answered_by` None), or already has a result there (that message)."""
+
+    answered_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A reply's start: the saved user message (None for a continuation or a regeneration),
+    the `streaming` reply, and the messages the model may see: the branch from the reply's
+    parent up to the root, newest first, cut at the context limit."""
+
+    user_message: MessageDTO | None
     reply: MessageDTO
-    context: Sequence[tuple[Role, str]]
+    context: Sequence[PromptMessage]
+
+
+#: Why a reply could not start although its session exists and has room: another reply of the
+#: session is streaming; the given parent is not a message of the session; a continuation in a
+#: session with no message to continue; or a stale snapshot (see `Stale`).
+StartRefusal = Literal["busy", "no_parent", "nothing_to_continue", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPage:
+    """A page of a branch, root side first. `before_found` False: the message the page should
+    end above is not in the session."""
+
+    messages: Sequence[ThreadMessageDTO]
+    before_found: bool = True
 
 
 class MessageRepository(Protocol):
     async def add(
-        self,
-        user_id: int,
-        session_id: int,
-        role: Role,
-        content: str,
-        tokens: int,
-        max_messages: int,
-    ) -> MessageDTO | None:
-        """Insert the message, count it on its session and move the session to the top, in one
-        statement (the session row is locked, so the counter is exact and timestamps follow the
-        order appends really happened in). None: no such session, or it is full."""
+        self, user_id: int, session_id: int, message: NewMessage, max_messages: int
+    ) -> MessageDTO | Stale | UnansweredCall | None:
+        """Append the message under the session's current message, make it the current one,
+        count it and move the session to the top, in one statement. The session row is locked
+        first and the current message read from its latest version, so concurrent appends form
+        a chain and the counter is exact. A tool result's call is checked in the same statement
+        (a walk up the branch). None: no such session, or it is full."""
         ...
 
     async def get(self, message_id: int, user_id: int) -> MessageDTO | None: ...
@@ -100,19 +169,54 @@ class MessageRepository(Protocol):
         """Chronological: `(created_at, id)` ascending; None when there is no such session."""
         ...
 
+    async def thread(
+        self, session_id: int, user_id: int, *, before: int | None, limit: int
+    ) -> ThreadPage | None:
+        """Up to `limit` messages of the active branch, in one statement: the current message
+        (or `before`'s parent) and its ancestors, each with its siblings' ids. None: no such
+        session."""
+        ...
+
     async def start_exchange(
         self,
         user_id: int,
         session_id: int,
-        prompt: str,
+        prompt: str | None,
+        parent: Parent,
         worker_key: int,
+        model: str,
+        *,
+        context_limit: int,
+        max_messages: int,
+    ) -> Exchange | StartRefusal | None:
+        """In one statement: save the user message (unless `prompt` is None: a continuation)
+        under `parent` and an empty `streaming` reply under it, generated by `worker_key`'s
+        process; make the reply the current message; read the context. All of it happens or
+        none. None: no such session, or it is full."""
+        ...
+
+    async def regenerate(
+        self,
+        user_id: int,
+        message_id: int,
+        worker_key: int,
+        model: str,
         *,
         context_limit: int,
         max_messages: int,
     ) -> Exchange | Literal["busy"] | None:
-        """Save the user message and an empty `streaming` reply generated by `worker_key`'s
-        process, and read the context, in one statement: all of it happens or none. "busy":
-        another reply of the session is streaming; None: no such session, or it is full."""
+        """In one statement: a new `streaming` reply beside assistant message `message_id`
+        (same parent), made current, with the context. None: no such assistant message with a
+        parent, or its session is full."""
+        ...
+
+    async def copy_path(
+        self, source_id: int, end_id: int, target_id: int
+    ) -> SessionDTO | Literal["streaming"]:
+        """Inside `atomic()`: copy the path from the root to `end_id` (a message of session
+        `source_id`) into the empty session `target_id`, in order, with new ids; the copy of
+        `end_id` becomes its current message. "streaming": a message on the path is still
+        streaming (nothing copied)."""
         ...
 
     async def streaming_in_session(self, session_id: int) -> int | None:

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, MessageStatus
+from app.domain.dtos import FinishReason, MessageDTO, MessageStatus, ToolCall
 
 #: Why a reply stopped before the model finished: a cancel, the server shutting down, the row
 #: gone (deleted, or ended elsewhere), or its text refused by the database.
@@ -24,6 +24,9 @@ class ReplyOutcome:
     tokens: int
     input_tokens: int
     error: str | None = None
+    finish_reason: FinishReason = "stop"
+    model: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

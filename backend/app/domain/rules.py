@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.errors import InvalidInput
@@ -9,6 +11,23 @@ from app.domain.errors import InvalidInput
 TITLE_MAX_CHARS = 500
 CONTENT_MAX_CHARS = 100_000
 TOKENS_MAX = 2_147_483_647  # PostgreSQL INTEGER
+#: Ids in JSON bodies: the integers every JSON parser holds exactly (RFC 7493, I-JSON). A
+#: message id beyond it would need 9 * 10^15 rows.
+JSON_ID_MAX = 2**53 - 1
+
+# Tool calls, in Chat Completions' shape. Names follow OpenAI's rule for function names; ids are
+# whatever the model made up, so they are only bounded (and printable, without spaces).
+FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+TOOL_CALL_ID_MAX_CHARS = 128
+TOOL_CALL_ID_PATTERN = r"^[!-~]+$"
+TOOL_CALLS_MAX = 64
+TOOL_ARGUMENTS_MAX_CHARS = 100_000
+#: Tool definitions sent with a reply: OpenAI's limit on their number, and a bound on their size
+#: (JSON-encoded, as they are sent to the model).
+TOOLS_MAX = 128
+TOOLS_MAX_CHARS = 100_000
+TOOL_DESCRIPTION_MAX_CHARS = 8_192
+MODEL_NAME_MAX_CHARS = 200
 
 
 #: Python's white space (what `str.strip()` removes), as a regex character class body.
@@ -65,6 +84,49 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
+
+
+def validate_arguments(value: str) -> str:
+    """A call's `arguments` is a JSON document in a string, as Chat Completions defines it."""
+    _reject_nul(value, "arguments")
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        raise InvalidInput(f"arguments must be a JSON document ({exc})") from None
+    return value
+
+
+def validate_message_shape(
+    role: str, content: str | None, call_ids: Sequence[str] | None, tool_call_id: str | None
+) -> str:
+    """Which fields a message of each role carries; returns the content to store.
+
+    `tool_calls` only on assistant messages, `tool_call_id` only on tool messages; the content
+    may be left out only by an assistant message that calls tools (Chat Completions sends such
+    a message with `content: null`), and call ids are unique within the message."""
+    if call_ids is not None:
+        if role != "assistant":
+            raise InvalidInput(
+                f"tool_calls: only assistant messages carry tool calls, not {role} messages",
+                loc=("body", "tool_calls"),
+            )
+        if len(set(call_ids)) != len(call_ids):
+            raise InvalidInput(
+                "tool_calls: each call needs an id of its own", loc=("body", "tool_calls")
+            )
+    if tool_call_id is not None and role != "tool":
+        raise InvalidInput(
+            f"tool_call_id: only tool messages answer a tool call, not {role} messages",
+            loc=("body", "tool_call_id"),
+        )
+    if content is None:
+        if call_ids:
+            return ""
+        raise InvalidInput(
+            "content: required, unless an assistant message carries tool_calls",
+            loc=("body", "content"),
+        )
+    return validate_content(content)
 
 
 def validate_tokens(value: int) -> int:

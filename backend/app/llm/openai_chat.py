@@ -10,13 +10,20 @@ included, so a server that never answers fails the reply instead of hanging it.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolParam,
+)
 
+from app.domain.dtos import NamedToolChoice
 from app.domain.errors import ProviderFailed
-from app.domain.language_model import Chunk, PromptMessage, Usage
+from app.domain.language_model import Chunk, PromptMessage, ToolCallDelta, ToolOptions, Usage
 
 
 def describe(exc: openai.APIError, read_timeout_s: float) -> str:
@@ -28,6 +35,77 @@ def describe(exc: openai.APIError, read_timeout_s: float) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"the model provider refused the request ({exc.status_code}): {exc.message}"
     return f"the model provider failed mid-reply: {exc.message}"
+
+
+def message_param(message: PromptMessage) -> ChatCompletionMessageParam:
+    """A prompt message as Chat Completions wants it: an assistant's calls with null content
+    when it said nothing, a tool result with the id of the call it answers."""
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": message.content,
+        }
+    return {"role": message.role, "content": message.content}  # type: ignore[return-value,misc]
+
+
+def tool_params(
+    tools: ToolOptions,
+) -> tuple[list[ChatCompletionToolParam], ChatCompletionToolChoiceOptionParam | openai.Omit]:
+    params: list[Any] = [tool.model_dump(exclude_none=True) for tool in tools.tools]
+    choice: ChatCompletionToolChoiceOptionParam | openai.Omit = openai.omit
+    if isinstance(tools.choice, NamedToolChoice):
+        choice = {"type": "function", "function": {"name": tools.choice.function.name}}
+    elif tools.choice is not None:
+        choice = tools.choice
+    return params, choice
+
+
+def chunks_of(chunk: ChatCompletionChunk) -> list[Chunk]:
+    """What one streamed chunk says: text, pieces of tool calls, why the model stopped, which
+    model answered, and (in the last one) the usage."""
+    found: list[Chunk] = []
+    for choice in chunk.choices:
+        delta = choice.delta
+        calls = tuple(
+            ToolCallDelta(
+                index=call.index,
+                id=call.id,
+                name=call.function.name if call.function else None,
+                arguments=(call.function.arguments or "") if call.function else "",
+            )
+            for call in (delta.tool_calls or [])
+            if delta is not None
+        )
+        text = delta.content or "" if delta is not None else ""
+        if text or calls or choice.finish_reason:
+            found.append(
+                Chunk(
+                    text=text,
+                    tool_calls=calls,
+                    finish_reason=choice.finish_reason,
+                    model=chunk.model or None,
+                )
+            )
+    if chunk.usage is not None:
+        usage = Usage(
+            input_tokens=chunk.usage.prompt_tokens, output_tokens=chunk.usage.completion_tokens
+        )
+        found.append(Chunk(usage=usage, model=chunk.model or None))
+    return found
 
 
 class OpenAIChatProvider:
@@ -53,11 +131,15 @@ class OpenAIChatProvider:
             max_retries=max_retries,
         )
 
-    async def stream(self, prompt: Sequence[PromptMessage]) -> AsyncGenerator[Chunk, None]:
-        messages: list[ChatCompletionMessageParam] = [
-            {"role": m.role, "content": m.content}  # type: ignore[misc]
-            for m in prompt
-        ]
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def stream(
+        self, prompt: Sequence[PromptMessage], tools: ToolOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        messages = [message_param(m) for m in prompt]
+        tool_list, tool_choice = tool_params(tools) if tools else (openai.omit, openai.omit)
         try:
             stream = await self._client.chat.completions.create(
                 model=self._model,
@@ -67,19 +149,13 @@ class OpenAIChatProvider:
                 max_tokens=self._max_output_tokens
                 if self._max_output_tokens is not None
                 else openai.omit,
+                tools=tool_list,
+                tool_choice=tool_choice,
             )
             async with stream:
                 async for chunk in stream:
-                    for choice in chunk.choices:
-                        if choice.delta is not None and choice.delta.content:
-                            yield Chunk(text=choice.delta.content)
-                    if chunk.usage is not None:
-                        yield Chunk(
-                            usage=Usage(
-                                input_tokens=chunk.usage.prompt_tokens,
-                                output_tokens=chunk.usage.completion_tokens,
-                            )
-                        )
+                    for piece in chunks_of(chunk):
+                        yield piece
         except openai.APIError as exc:
             raise ProviderFailed(describe(exc, self._read_timeout_s)) from exc
 

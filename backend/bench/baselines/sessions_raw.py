@@ -22,7 +22,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 QUERY = (
-    "SELECT id, user_id, title, message_count, created_at, updated_at FROM sessions "
+    "SELECT id, user_id, title, message_count, created_at, updated_at, current_message_id "
+    "FROM sessions "
     "WHERE user_id=$1 ORDER BY updated_at DESC, id DESC LIMIT 50"
 )
 
@@ -67,6 +68,7 @@ def create_app() -> ASGIApp:
                     "message_count": row["message_count"],
                     "created_at": _timestamp(row["created_at"]),
                     "updated_at": _timestamp(row["updated_at"]),
+                    "current_message_id": row["current_message_id"],
                 }
                 for row in rows
             ],

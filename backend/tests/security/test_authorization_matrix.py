@@ -111,6 +111,22 @@ MATRIX: dict[tuple[str, str], Probe] = {
         404,
         missing_url=f"/api/messages/{MISSING_ID}/cancel",
     ),
+    ("GET", "/api/sessions/{session_id}/thread"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}/thread",
+        404,
+        missing_url=f"/api/sessions/{MISSING_ID}/thread",
+    ),
+    ("POST", "/api/sessions/{session_id}/fork"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}/fork",
+        404,
+        {},
+        missing_url=f"/api/sessions/{MISSING_ID}/fork",
+    ),
+    ("POST", "/api/messages/{message_id}/regenerate"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/regenerate",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}/regenerate",
+    ),
     ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
     ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),
 }
@@ -198,3 +214,63 @@ async def test_unrouted_verbs_are_405_and_change_nothing(
         assert response.status_code == 405, (verb, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert await _snapshot(engine) == before
+
+
+async def _bobs_session(client: httpx.AsyncClient, auth: Auth) -> tuple[int, int]:
+    session = await client.post("/api/sessions/", json={"title": "bob's"}, headers=auth("bob"))
+    message = await client.post(
+        f"/api/messages/?session_id={session.json()['id']}",
+        json={"role": "user", "content": "mine"},
+        headers=auth("bob"),
+    )
+    return session.json()["id"], message.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PATCH", "/api/sessions/{bob}", {"current_message_id": "{alice}"}, "current_message_id"),
+        (
+            "POST",
+            "/api/sessions/{bob}/replies",
+            {"content": "x", "parent_id": "{alice}"},
+            "parent_id",
+        ),
+        ("POST", "/api/sessions/{bob}/fork", {"message_id": "{alice}"}, "message_id"),
+        ("GET", "/api/sessions/{bob}/thread?before={alice}", None, "before"),
+    ],
+)
+async def test_alices_message_ids_are_refused_in_bobs_session(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    engine: AsyncEngine,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    field: str,
+) -> None:
+    """A body field or query parameter naming another user's message is a 422 naming the
+    field, the same as a message of another of bob's sessions; nobody's rows change."""
+    alice = await _alice(client, auth)
+    bob_session, _bob_message = await _bobs_session(client, auth)
+    other_session, other_message = await _bobs_session(client, auth)
+    before = await _snapshot(engine)
+    bob_before = (await client.get(f"/api/sessions/{bob_session}", headers=auth("bob"))).json()
+    answers = []
+    for foreign in (alice.message_id, other_message):
+        values = {"bob": str(bob_session), "alice": str(foreign)}
+        url = path.format(**values)
+        sent = {k: int(v.format(**values)) if "{" in v else v for k, v in (body or {}).items()}
+        response = await client.request(
+            method, url, json=sent if body is not None else None, headers=auth("bob")
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"][-1] == field
+        answers.append(_same_words(response))
+    assert answers[0] == answers[1]  # alice's message looks like any message of another session
+    assert await _snapshot(engine) == before
+    after = (await client.get(f"/api/sessions/{bob_session}", headers=auth("bob"))).json()
+    assert after == bob_before
+    sessions = (await client.get("/api/sessions/", headers=auth("bob"))).json()
+    assert len(sessions) == 2, "no fork was created"
+    assert other_session in {s["id"] for s in sessions}

@@ -8,15 +8,30 @@ can pin how a use case writes. Users 1 and 2 exist from the start.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, UserDTO
+from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, UserDTO
+from app.domain.language_model import Chunk, PromptMessage, ToolOptions
 from app.domain.pagination import PageRequest
-from app.domain.ports import Exchange, IdempotencyRecord, KnownUser
+from app.domain.ports import (
+    Exchange,
+    ForkSource,
+    IdempotencyRecord,
+    KnownUser,
+    NewMessage,
+    Parent,
+    Stale,
+    StartRefusal,
+    ThreadPage,
+    UnansweredCall,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from app.domain.reply_runtime import LiveReply, Progress, ReplyOutcome, StopReason
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -147,14 +162,40 @@ class FakeSessions(FakeRepository):
             rows = [s for s in rows if (s.updated_at, s.id) < after]
         return rows[page.skip : page.skip + page.limit]
 
-    async def rename(self, session_id: int, user_id: int, title: str) -> SessionDTO | None:
+    async def update(
+        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+    ) -> SessionDTO | None:
         self.uow.write()
         session = await self.get(session_id, user_id)
         if session is None:
             return None
-        session = session.model_copy(update={"title": title, "updated_at": self.store.now()})
+        changes: dict[str, object] = {"updated_at": self.store.now()}
+        if title is not None:
+            changes["title"] = title
+        if current_message_id is not None:
+            target = self.store.messages.get(current_message_id)
+            if target is None or target.session_id != session_id:
+                return None
+            changes["current_message_id"] = current_message_id
+        session = session.model_copy(update=changes)
         self.store.sessions[session_id] = session
         return session
+
+    async def lock(self, session_id: int, user_id: int) -> bool:
+        return await self.get(session_id, user_id) is not None
+
+    async def fork_source(
+        self, session_id: int, user_id: int, message_id: int | None
+    ) -> ForkSource | None:
+        session = await self.get(session_id, user_id)
+        if session is None:
+            return None
+        if message_id is None:
+            return ForkSource(session.title, session.current_message_id)
+        target = self.store.messages.get(message_id)
+        if target is None or target.session_id != session_id:
+            return ForkSource(session.title, None, found=False)
+        return ForkSource(session.title, message_id)
 
     async def delete(self, session_id: int, user_id: int) -> bool:
         self.uow.write()
@@ -174,49 +215,88 @@ class FakeSessions(FakeRepository):
         for mid in [m.id for m in self.store.messages.values() if m.session_id == session_id]:
             del self.store.messages[mid]
 
-    def bump(self, session_id: int, user_id: int, count: int, maximum: int) -> datetime | None:
+    def room(self, session_id: int, user_id: int, count: int, maximum: int) -> SessionDTO | None:
+        """The session, if the caller owns it and it can take `count` more messages."""
         session = self.store.sessions.get(session_id)
         if session is None or session.user_id != user_id:
             return None
         if session.message_count + count > maximum:
             return None
-        now = self.store.now()
+        return session
+
+    def bump(self, session_id: int, count: int, current: int) -> None:
+        session = self.store.sessions[session_id]
         self.store.sessions[session_id] = session.model_copy(
-            update={"message_count": session.message_count + count, "updated_at": now}
+            update={
+                "message_count": session.message_count + count,
+                "updated_at": self.store.messages[current].created_at,
+                "current_message_id": current,
+            }
         )
-        return now
+
+
+def _eligible(m: MessageDTO) -> bool:
+    return m.status in ("completed", "cancelled") and bool(m.content or m.tool_calls)
 
 
 class FakeMessages(FakeRepository):
-    def _insert(self, session_id: int, role: Role, content: str, at: datetime) -> MessageDTO:
-        message = MessageDTO(
-            id=self.store.new_id(),
-            session_id=session_id,
-            role=role,
-            content=content,
-            tokens=0,
-            created_at=at,
+    def _insert(
+        self, session_id: int, role: Role, content: str, parent_id: int | None, **fields: object
+    ) -> MessageDTO:
+        message = MessageDTO.model_validate(
+            {
+                "id": self.store.new_id(),
+                "session_id": session_id,
+                "role": role,
+                "content": content,
+                "tokens": 0,
+                "created_at": self.store.now(),
+                "parent_id": parent_id,
+                **fields,
+            }
         )
         self.store.messages[message.id] = message
         return message
 
+    def path(self, message_id: int | None) -> list[MessageDTO]:
+        """From `message_id` up to the root, newest first."""
+        found: list[MessageDTO] = []
+        while message_id is not None:
+            message = self.store.messages[message_id]
+            found.append(message)
+            message_id = message.parent_id
+        return found
+
     async def add(
-        self,
-        user_id: int,
-        session_id: int,
-        role: Role,
-        content: str,
-        tokens: int,
-        max_messages: int,
-    ) -> MessageDTO | None:
+        self, user_id: int, session_id: int, message: NewMessage, max_messages: int
+    ) -> MessageDTO | Stale | UnansweredCall | None:
         self.uow.write()
-        at = self.uow.sessions.bump(session_id, user_id, 1, max_messages)
-        if at is None:
+        session = self.uow.sessions.room(session_id, user_id, 1, max_messages)
+        if session is None:
             return None
-        message = self._insert(session_id, role, content, at)
-        message = message.model_copy(update={"tokens": tokens})
-        self.store.messages[message.id] = message
-        return message
+        parent = session.current_message_id
+        if message.tool_call_id is not None:
+            answered_by = None
+            for ancestor in self.path(parent):
+                if ancestor.tool_call_id == message.tool_call_id and answered_by is None:
+                    answered_by = ancestor.id
+                if any(call.id == message.tool_call_id for call in ancestor.tool_calls or ()):
+                    break
+            else:
+                return UnansweredCall()
+            if answered_by is not None:
+                return UnansweredCall(answered_by)
+        added = self._insert(
+            session_id,
+            message.role,
+            message.content,
+            parent,
+            tokens=message.tokens,
+            tool_calls=list(message.tool_calls) if message.tool_calls is not None else None,
+            tool_call_id=message.tool_call_id,
+        )
+        self.uow.sessions.bump(session_id, 1, added.id)
+        return added
 
     async def get(self, message_id: int, user_id: int) -> MessageDTO | None:
         message = self.store.messages.get(message_id)
@@ -238,35 +318,128 @@ class FakeMessages(FakeRepository):
             rows = [m for m in rows if (m.created_at, m.id) > after]
         return rows[page.skip : page.skip + page.limit]
 
+    async def thread(
+        self, session_id: int, user_id: int, *, before: int | None, limit: int
+    ) -> ThreadPage | None:
+        session = await self.uow.sessions.get(session_id, user_id)
+        if session is None:
+            return None
+        start = session.current_message_id
+        if before is not None:
+            anchor = self.store.messages.get(before)
+            if anchor is None or anchor.session_id != session_id:
+                return ThreadPage([], before_found=False)
+            start = anchor.parent_id
+        page = self.path(start)[:limit]
+        return ThreadPage(
+            [
+                ThreadMessageDTO(
+                    **m.model_dump(),
+                    sibling_ids=[
+                        s.id
+                        for s in sorted(self.store.messages.values(), key=lambda s: s.id)
+                        if s.session_id == session_id and s.parent_id == m.parent_id
+                    ],
+                )
+                for m in reversed(page)
+            ]
+        )
+
+    def _context(self, parent_id: int | None, limit: int) -> Sequence[PromptMessage]:
+        eligible = [m for m in self.path(parent_id) if _eligible(m)][:limit]
+        return [
+            PromptMessage(m.role, m.content, tuple(m.tool_calls or ()), m.tool_call_id)
+            for m in eligible
+        ]
+
+    def _reply(self, session_id: int, parent_id: int | None, model: str) -> MessageDTO:
+        return self._insert(session_id, "assistant", "", parent_id, status="streaming", model=model)
+
     async def start_exchange(
         self,
         user_id: int,
         session_id: int,
-        prompt: str,
+        prompt: str | None,
+        parent: Parent,
         worker_key: int,
+        model: str,
+        *,
+        context_limit: int,
+        max_messages: int,
+    ) -> Exchange | StartRefusal | None:
+        self.uow.write()
+        session = self.uow.sessions.room(
+            session_id, user_id, 1 if prompt is None else 2, max_messages
+        )
+        if session is None:
+            return None
+        anchor = session.current_message_id if parent == "current" else parent
+        if anchor is not None:
+            found = self.store.messages.get(anchor)
+            if found is None or found.session_id != session_id:
+                return "no_parent"
+        elif prompt is None:
+            return "nothing_to_continue"
+        if await self.streaming_in_session(session_id) is not None:
+            return "busy"
+        context = self._context(anchor, context_limit)
+        user = None
+        if prompt is not None:
+            user = self._insert(session_id, "user", prompt, anchor)
+        reply = self._reply(session_id, user.id if user else anchor, model)
+        self.uow.sessions.bump(session_id, 2 if user else 1, reply.id)
+        return Exchange(user, reply, context)
+
+    async def regenerate(
+        self,
+        user_id: int,
+        message_id: int,
+        worker_key: int,
+        model: str,
         *,
         context_limit: int,
         max_messages: int,
     ) -> Exchange | Literal["busy"] | None:
         self.uow.write()
-        if await self.streaming_in_session(session_id) is not None:
-            return "busy"
-        context = [
-            (m.role, m.content)
-            for m in sorted(
-                self.store.messages.values(), key=lambda m: (m.created_at, m.id), reverse=True
-            )
-            if m.session_id == session_id and m.status != "streaming" and m.content
-        ][:context_limit]
-        at = self.uow.sessions.bump(session_id, user_id, 2, max_messages)
-        if at is None:
+        target = await self.get(message_id, user_id)
+        if target is None or target.role != "assistant" or target.parent_id is None:
             return None
-        user = self._insert(session_id, "user", prompt, at)
-        reply = self._insert(session_id, "assistant", "", at).model_copy(
-            update={"status": "streaming"}
+        if self.uow.sessions.room(target.session_id, user_id, 1, max_messages) is None:
+            return None
+        if await self.streaming_in_session(target.session_id) is not None:
+            return "busy"
+        context = self._context(target.parent_id, context_limit)
+        reply = self._reply(target.session_id, target.parent_id, model)
+        self.uow.sessions.bump(target.session_id, 1, reply.id)
+        return Exchange(None, reply, context)
+
+    async def copy_path(
+        self, source_id: int, end_id: int, target_id: int
+    ) -> SessionDTO | Literal["streaming"]:
+        self.uow.write()
+        path = list(reversed(self.path(end_id)))
+        if any(m.status == "streaming" for m in path):
+            return "streaming"
+        parent: int | None = None
+        for original in path:
+            fields = original.model_dump(exclude={"id", "session_id", "parent_id"})
+            parent = self._insert(
+                target_id,
+                fields.pop("role"),
+                fields.pop("content"),
+                parent,
+                **{k: v for k, v in fields.items() if k != "created_at"},
+            ).id
+        session = self.store.sessions[target_id]
+        session = session.model_copy(
+            update={
+                "message_count": len(path),
+                "current_message_id": parent,
+                "updated_at": self.store.now(),
+            }
         )
-        self.store.messages[reply.id] = reply
-        return Exchange(user, reply, context)
+        self.store.sessions[target_id] = session
+        return session
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         return next(
@@ -366,3 +539,98 @@ class FakeUnitOfWork:
         finally:
             self._depth = 0
         self.transactions += 1
+
+
+def unit_of_work_factory(store: Store) -> UnitOfWorkFactory:
+    """Fresh fake units of work over one store, as the reply service opens them."""
+
+    @asynccontextmanager
+    async def open_unit_of_work() -> AsyncIterator[UnitOfWork]:
+        yield FakeUnitOfWork(store)
+
+    return open_unit_of_work
+
+
+class FakeLive:
+    """A reply as the service generates it, without a runtime: text and final outcome kept."""
+
+    def __init__(self, stop_reason: StopReason | None = None) -> None:
+        self.text = ""
+        self.stop_reason = stop_reason
+        self.outcome: ReplyOutcome | None = None
+        self.ended = False
+
+    def append(self, text: str) -> None:
+        self.text += text
+
+    @asynccontextmanager
+    async def stoppable(self) -> AsyncIterator[None]:
+        yield
+
+    async def end(self, outcome: ReplyOutcome | None) -> None:
+        self.outcome, self.ended = outcome, True
+
+
+class FakeHub:
+    """Launches nothing by itself: a test runs a launched reply with `run`, which saves its
+    final state in the store as the runtime's writer would."""
+
+    worker_key = 1
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.launched: dict[int, Callable[[LiveReply], Awaitable[None]]] = {}
+
+    def launch(self, message_id: int, run: Callable[[LiveReply], Awaitable[None]]) -> None:
+        self.launched[message_id] = run
+
+    async def run(self, message_id: int, live: FakeLive | None = None) -> FakeLive:
+        live = live or FakeLive()
+        await self.launched.pop(message_id)(live)
+        outcome = live.outcome
+        if outcome is not None:
+            message = self.store.messages[message_id]
+            self.store.messages[message_id] = message.model_copy(
+                update={
+                    "status": outcome.status,
+                    "content": outcome.content,
+                    "tokens": outcome.tokens,
+                    "input_tokens": outcome.input_tokens,
+                    "error": outcome.error,
+                    "finish_reason": outcome.finish_reason,
+                    "model": outcome.model or message.model,
+                    "tool_calls": list(outcome.tool_calls) or None,
+                }
+            )
+        return live
+
+    def follow(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
+        raise NotImplementedError
+
+    async def request_cancel(self, message_id: int) -> None:
+        raise NotImplementedError
+
+    async def wait_finished(self, message_id: int, timeout_s: float) -> MessageDTO | None:
+        raise NotImplementedError
+
+
+class ScriptedProvider:
+    """A model that streams the given chunks, and remembers what it was asked."""
+
+    model = "configured-model"
+
+    def __init__(self, *chunks: Chunk) -> None:
+        self.chunks = chunks
+        self.prompts: list[Sequence[PromptMessage]] = []
+        self.tools: list[ToolOptions | None] = []
+
+    async def stream(
+        self, prompt: Sequence[PromptMessage], tools: ToolOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        self.prompts.append(prompt)
+        self.tools.append(tools)
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None

@@ -63,8 +63,8 @@ def test_failed_replies_end_with_an_error_event() -> None:
     assert final_event(reply(status="cancelled")).name == "done"
 
 
-def Row(role: Role, content: str) -> tuple[Role, str]:  # noqa: N802 -- reads like the row
-    return (role, content)
+def Row(role: Role, content: str) -> PromptMessage:  # noqa: N802 -- reads like the row
+    return PromptMessage(role, content)
 
 
 def test_prompt_takes_the_newest_messages_that_fit_then_restores_order() -> None:

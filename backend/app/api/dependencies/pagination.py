@@ -56,5 +56,13 @@ def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, 
     return {"Link": f'<{url}>; rel="next"'}
 
 
+def before_link(request: Request, before: int | None) -> dict[str, str]:
+    """The `Link` to the next page of a thread (towards the root), or no header at its root."""
+    if before is None:
+        return {}
+    url = request.url.include_query_params(before=str(before))
+    return {"Link": f'<{url}>; rel="next"'}
+
+
 SessionPage = Annotated[PageRequest, Depends(page_request(50))]
 MessagePage = Annotated[PageRequest, Depends(page_request(100))]

@@ -1,30 +1,38 @@
 """Agent replies: save the user's message, stream the model's answer, save it with its usage.
 
 The flow never holds a database connection while the model thinks: one statement saves the user
-message, creates the `streaming` assistant row and reads the context window; the model is then
-streamed with no connection held; the reply runtime persists progress, and then the final state,
-in statements batched across all the replies of the process.
+message, creates the `streaming` assistant row and reads the context (the branch the reply
+answers); the model is then streamed with no connection held; the reply runtime persists
+progress, and then the final state, in statements batched across all the replies of the process.
+
+A reply goes under a parent: the session's current message, a message the client names (an
+edit is a reply beside the edited message), or none (a new root). Without content it is a
+continuation: no user message, the model answers the parent (after tool results, say). A
+regeneration is a new reply beside an assistant message, to the same parent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 
 from app.domain import reply_events as ev
-from app.domain.dtos import MessageDTO, Principal, Role
-from app.domain.errors import Conflict, NotFound, ProviderFailed
-from app.domain.language_model import LLMProvider, PromptMessage, Usage
-from app.domain.ports import UnitOfWorkFactory
+from app.domain import rules
+from app.domain.dtos import FinishReason, MessageDTO, Principal, ToolCall
+from app.domain.errors import Conflict, InvalidInput, NotFound, ProviderFailed
+from app.domain.language_model import LLMProvider, PromptMessage, ToolOptions, Usage
+from app.domain.ports import Exchange, Parent, StartRefusal, UnitOfWork, UnitOfWorkFactory
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome
 from app.domain.rules import Limits, storable_text, validate_content
 from app.domain.services.messages import session_full
 from app.domain.services.sessions import session_not_found
 from app.domain.services.users import KnownUsers, UserService
+from app.domain.tool_calls import ToolCallAssembler
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,8 @@ UNSTORABLE_ERROR = "the reply's text could not be stored"
 
 @dataclass(frozen=True, slots=True)
 class ReplyPolicy:
-    """What goes into a prompt: an optional system prompt, then the newest messages that fit."""
+    """What goes into a prompt: an optional system prompt, then the newest messages of the
+    branch that fit."""
 
     system_prompt: str | None = None
     context_chars: int = 32_000
@@ -48,28 +57,94 @@ class ReplyPolicy:
 
 @dataclass(frozen=True, slots=True)
 class StartedReply:
-    user_message: MessageDTO
+    #: None for a continuation or a regeneration: no user message was saved.
+    user_message: MessageDTO | None
     reply: MessageDTO
 
 
-def build_prompt(
-    policy: ReplyPolicy, newest_first: Sequence[tuple[Role, str]], prompt: str
-) -> list[PromptMessage]:
-    """The new user message always; older ones newest-first while the budget lasts; then sent
-    in chronological order. Tool messages are left out: they need call ids we do not keep."""
-    picked = [PromptMessage("user", prompt)]
-    used = len(prompt)
-    for role, content in newest_first[: max(policy.context_messages - 1, 0)]:
-        if role == "tool":
+def _size(message: PromptMessage) -> int:
+    calls = sum(len(c.function.name) + len(c.function.arguments) for c in message.tool_calls)
+    return len(message.content) + calls
+
+
+def _groups(newest_first: Sequence[PromptMessage]) -> list[list[PromptMessage]]:
+    """The messages in the units a prompt takes or leaves: tool results together with the
+    assistant message that called them (one is useless without the other); any other message
+    alone."""
+    groups: list[list[PromptMessage]] = []
+    i = 0
+    while i < len(newest_first):
+        group = [newest_first[i]]
+        i += 1
+        if group[0].role == "tool":
+            while i < len(newest_first) and newest_first[i].role == "tool":
+                group.append(newest_first[i])
+                i += 1
+            if i < len(newest_first) and newest_first[i].tool_calls:
+                group.append(newest_first[i])
+                i += 1
+        groups.append(group)
+    return groups
+
+
+def _answerable(chronological: Sequence[PromptMessage]) -> list[PromptMessage]:
+    """What Chat Completions servers accept: each assistant message's calls directly followed by
+    their results. A result goes with the nearest earlier assistant message holding its call (as
+    it was validated); a result without a call in the prompt, or without a `tool_call_id` (old
+    clients), is left out, and so is a call without a result (the model would be refused)."""
+    slots: list[tuple[PromptMessage, list[PromptMessage]]] = []
+    for message in chronological:
+        if message.role != "tool":
+            slots.append((message, []))
             continue
-        used += len(content)
-        if used > policy.context_chars:
+        for holder, answers in reversed(slots):
+            if any(call.id == message.tool_call_id for call in holder.tool_calls):
+                if all(answer.tool_call_id != message.tool_call_id for answer in answers):
+                    answers.append(message)
+                break
+    prompt: list[PromptMessage] = []
+    for message, answers in slots:
+        if not message.tool_calls:
+            prompt.append(message)
+            continue
+        by_call = {answer.tool_call_id: answer for answer in answers}
+        calls = tuple(call for call in message.tool_calls if call.id in by_call)
+        if calls or message.content:
+            prompt.append(dataclasses.replace(message, tool_calls=calls))
+            prompt.extend(by_call[call.id] for call in calls)
+    return prompt
+
+
+def build_prompt(
+    policy: ReplyPolicy, newest_first: Sequence[PromptMessage], prompt: str | None
+) -> list[PromptMessage]:
+    """The new user message (if any) always; then the branch, newest first, while the budget
+    lasts (the newest part always, when there is no new message); then sent in chronological
+    order, with tool calls and their results paired as the model requires."""
+    picked: list[PromptMessage] = []
+    used_messages = used_chars = 0
+    if prompt is not None:
+        picked.append(PromptMessage("user", prompt))
+        used_messages, used_chars = 1, len(prompt)
+    for group in _groups(newest_first):
+        size = sum(_size(message) for message in group)
+        if picked and (
+            used_messages + len(group) > policy.context_messages
+            or used_chars + size > policy.context_chars
+        ):
             break
-        picked.append(PromptMessage(role, content))
+        picked.extend(group)
+        used_messages += len(group)
+        used_chars += size
     picked.reverse()
+    messages = _answerable(picked)
     if policy.system_prompt:
-        picked.insert(0, PromptMessage("system", policy.system_prompt))
-    return picked
+        messages.insert(0, PromptMessage("system", policy.system_prompt))
+    return messages
+
+
+class _Busy(Exception):
+    """Another reply streams: leave the transaction (it is aborted), then report it."""
 
 
 class ReplyService:
@@ -89,35 +164,122 @@ class ReplyService:
         self._policy = policy or ReplyPolicy()
         self._limits = limits or Limits()
 
-    async def start(self, caller: Principal, session_id: int, content: str) -> StartedReply:
-        """Save the user message and a `streaming` reply, then generate it in the background.
+    async def start(
+        self,
+        caller: Principal,
+        session_id: int,
+        content: str | None,
+        *,
+        parent: Parent = "current",
+        tools: ToolOptions | None = None,
+    ) -> StartedReply:
+        """Save the user message (if any) and a `streaming` reply under `parent`, then generate
+        it in the background.
 
         Warm, that is one statement on one pooled connection. It locks the session row first
         (as any message does), so two replies racing for one session serialise there; the
         partial unique index on streaming messages turns the loser into a 409, in any process.
         """
-        content = validate_content(content)
+        if content is not None:
+            content = validate_content(content)
+        elif parent is None:
+            raise InvalidInput(
+                "content: a new root (parent_id null) starts with the user's message",
+                loc=("body", "content"),
+            )
         worker_key = self._hub.worker_key  # 503 now, before writing, if replies are not served
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
-            started = await uow.messages.start_exchange(
+
+            async def attempt() -> Exchange | StartRefusal | None:
+                return await uow.messages.start_exchange(
+                    user_id,
+                    session_id,
+                    content,
+                    parent,
+                    worker_key,
+                    self._provider.model,
+                    context_limit=self._policy.context_messages,
+                    max_messages=self._limits.max_messages_per_session,
+                )
+
+            started = await attempt()
+            if started == "stale":
+                started = await _holding_session(uow, session_id, user_id, attempt)
+            if not isinstance(started, Exchange):
+                raise await self._refusal(uow, started, session_id, user_id, parent)
+        return self._launch(started, content, tools)
+
+    async def regenerate(
+        self, caller: Principal, message_id: int, *, tools: ToolOptions | None = None
+    ) -> StartedReply:
+        """A new reply to the same parent as assistant message `message_id`, which stays as
+        another branch; the new one becomes current."""
+        worker_key = self._hub.worker_key
+        async with self._uow_factory() as uow:
+            user_id = await UserService(uow, self._known).resolve(caller)
+            started = await uow.messages.regenerate(
                 user_id,
-                session_id,
-                content,
+                message_id,
                 worker_key,
+                self._provider.model,
                 context_limit=self._policy.context_messages,
                 max_messages=self._limits.max_messages_per_session,
             )
-            if started == "busy":
-                running = await uow.messages.streaming_in_session(session_id)
-                raise reply_in_progress(session_id, running)
-            if started is None:
-                if await uow.sessions.message_count(session_id, user_id) is None:
-                    raise session_not_found(session_id)
-                raise session_full(session_id, self._limits)
+            if not isinstance(started, Exchange):
+                # The failure path may cost reads: which refusal was it?
+                target = await uow.messages.get(message_id, user_id)
+                if target is None:
+                    raise NotFound(f"message {message_id} not found")
+                if started == "busy":
+                    running = await uow.messages.streaming_in_session(target.session_id)
+                    raise reply_in_progress(target.session_id, running)
+                if target.role != "assistant":
+                    raise Conflict(
+                        f"message {message_id} is a {target.role} message; only an assistant's "
+                        "reply can be regenerated (to edit a message, reply to its parent)"
+                    )
+                if target.parent_id is None:
+                    raise Conflict(
+                        f"message {message_id} answers no message: there is nothing to "
+                        "regenerate it from"
+                    )
+                raise session_full(target.session_id, self._limits)
+        return self._launch(started, None, tools)
+
+    def _launch(
+        self, started: Exchange, content: str | None, tools: ToolOptions | None
+    ) -> StartedReply:
         prompt = build_prompt(self._policy, started.context, content)
-        self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
+        self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt, tools))
         return StartedReply(started.user_message, started.reply)
+
+    async def _refusal(
+        self,
+        uow: UnitOfWork,
+        refused: StartRefusal | None,
+        session_id: int,
+        user_id: int,
+        parent: Parent,
+    ) -> Exception:
+        if refused == "busy":
+            running = await uow.messages.streaming_in_session(session_id)
+            return reply_in_progress(session_id, running)
+        if refused == "no_parent":
+            return InvalidInput(
+                f"parent_id: message {parent} is not a message of session {session_id}",
+                loc=("body", "parent_id"),
+            )
+        if refused == "nothing_to_continue":
+            return InvalidInput(
+                f"content: session {session_id} has no message to continue; send the user's "
+                "message",
+                loc=("body", "content"),
+            )
+        # The failure path may cost a second read: which of the two refusals was it?
+        if await uow.sessions.message_count(session_id, user_id) is None:
+            return session_not_found(session_id)
+        return session_full(session_id, self._limits)
 
     async def find(self, caller: Principal, message_id: int) -> MessageDTO:
         async with self._uow_factory() as uow:
@@ -136,14 +298,19 @@ class ReplyService:
             return
         if user_message is not None:
             yield ev.user_event(user_message)
-        if after.offset is None:
+        if after.offset is None and after.calls_seen is None:
             yield ev.start_event(reply)
-        offset = after.offset or 0
+        # After a tool call event the client has all the text: only calls and the end remain.
+        text_done = after.calls_seen is not None
+        offset = ev.MAX_OFFSET if text_done else after.offset or 0
         async for progress in self._hub.follow(reply.id, offset):
-            if progress.text:
+            if progress.text and not text_done:
                 offset += len(progress.text)
                 yield ev.delta_event(progress.text, offset)
             if progress.final is not None:
+                calls = progress.final.tool_calls or []
+                for index in range(after.calls_seen or 0, len(calls)):
+                    yield ev.tool_call_event(calls[index], index)
                 yield ev.final_event(progress.final)
                 return
             if progress.gone:
@@ -168,19 +335,33 @@ class ReplyService:
         return final or await self.find(caller, message_id)
 
     async def _generate(
-        self, reply: MessageDTO, prompt: list[PromptMessage], live: LiveReply
+        self,
+        reply: MessageDTO,
+        prompt: list[PromptMessage],
+        tools: ToolOptions | None,
+        live: LiveReply,
     ) -> None:
         """Run the model into `live`, then save how it ended. Never raises: a reply always ends
         in a final state."""
         usage: Usage | None = None
         chunks = 0
         error: str | None = None
+        calls = ToolCallAssembler()
+        finish: str | None = None
+        model: str | None = None
         try:
-            async with live.stoppable(), aclosing(self._provider.stream(prompt)) as stream:
+            async with live.stoppable(), aclosing(self._provider.stream(prompt, tools)) as stream:
                 async for chunk in stream:
                     if chunk.text:
                         chunks += 1
                         live.append(storable_text(chunk.text))
+                    if chunk.tool_calls:
+                        chunks += 1
+                        calls.add(chunk.tool_calls)
+                    if chunk.finish_reason:
+                        finish = chunk.finish_reason
+                    if chunk.model:
+                        model = chunk.model
                     if chunk.usage is not None:
                         usage = chunk.usage
         except ProviderFailed as exc:
@@ -188,27 +369,78 @@ class ReplyService:
         except Exception:
             log.exception("reply %s failed", reply.id)
             error = INTERNAL_ERROR
-        gone = live.stop_reason == "gone"
-        await live.end(None if gone else _outcome(live, usage, chunks, error))
+        if live.stop_reason == "gone":
+            await live.end(None)
+            return
+        model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
+        outcome = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
+        await live.end(dataclasses.replace(outcome, model=model))
 
 
-def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | None) -> ReplyOutcome:
+def _outcome(
+    live: LiveReply,
+    usage: Usage | None,
+    chunks: int,
+    error: str | None,
+    calls: tuple[ToolCall, ...],
+    finish: str | None,
+) -> ReplyOutcome:
     text = live.text
     # Without a usage report (cancelled or broken streams), count the chunks: one token each
     # is what Chat Completions streams send.
     tokens = usage.output_tokens if usage else chunks
     input_tokens = usage.input_tokens if usage else 0
     if live.stop_reason == "cancelled":
-        return ReplyOutcome("cancelled", text, tokens, input_tokens)
+        return ReplyOutcome("cancelled", text, tokens, input_tokens, finish_reason="cancelled")
+    failed = error
     if live.stop_reason == "shutdown":
-        return ReplyOutcome("failed", text, tokens, input_tokens, SHUTDOWN_ERROR)
-    if live.stop_reason == "unstorable":
-        return ReplyOutcome("failed", text, tokens, input_tokens, UNSTORABLE_ERROR)
-    if error is not None:
-        return ReplyOutcome("failed", text, tokens, input_tokens, error)
-    if not text:
-        return ReplyOutcome("failed", text, tokens, input_tokens, EMPTY_ERROR)
-    return ReplyOutcome("completed", text, tokens, input_tokens)
+        failed = SHUTDOWN_ERROR
+    elif live.stop_reason == "unstorable":
+        failed = UNSTORABLE_ERROR
+    elif error is None and not text and not calls:
+        failed = EMPTY_ERROR
+    if failed is not None:
+        return ReplyOutcome("failed", text, tokens, input_tokens, failed, finish_reason="error")
+    return ReplyOutcome(
+        "completed",
+        text,
+        tokens,
+        input_tokens,
+        finish_reason=_finish_reason(finish, calls),
+        tool_calls=calls,
+    )
+
+
+def _finish_reason(said: str | None, calls: tuple[ToolCall, ...]) -> FinishReason:
+    """A reply with calls stopped to have them run, unless it ran out of tokens (its calls may
+    then be cut short); a filtered one says so; anything else simply stopped."""
+    if said == "length":
+        return "length"
+    if calls:
+        return "tool_calls"
+    if said == "content_filter":
+        return "content_filter"
+    return "stop"
+
+
+async def _holding_session(
+    uow: UnitOfWork,
+    session_id: int,
+    user_id: int,
+    attempt: Callable[[], Awaitable[Exchange | StartRefusal | None]],
+) -> Exchange | StartRefusal | None:
+    """The start again, inside a transaction holding the session's lock first: its snapshot
+    then sees the message the session points at (the first try's could not)."""
+    try:
+        async with uow.atomic():
+            if not await uow.sessions.lock(session_id, user_id):
+                return None
+            started = await attempt()
+            if started == "busy":
+                raise _Busy
+            return started
+    except _Busy:
+        return "busy"
 
 
 def reply_in_progress(session_id: int, running: int | None) -> Conflict:

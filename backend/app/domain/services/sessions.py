@@ -1,9 +1,9 @@
-"""Chat sessions: titles, ownership and the caller's list."""
+"""Chat sessions: titles, the active branch, ownership and the caller's list."""
 
 from __future__ import annotations
 
 from app.domain.dtos import SessionDTO
-from app.domain.errors import AccountGone, Conflict, NotFound
+from app.domain.errors import AccountGone, Conflict, InvalidInput, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
 from app.domain.ports import UnitOfWork
 from app.domain.rules import Limits, normalize_title
@@ -12,6 +12,15 @@ from app.domain.rules import Limits, normalize_title
 def session_not_found(session_id: int) -> NotFound:
     # Same words whether the row is missing or someone else's: no existence leak.
     return NotFound(f"session {session_id} not found")
+
+
+async def refuse_new_session(uow: UnitOfWork, user_id: int, maximum: int) -> Exception:
+    """Why a session could not be added: the account is gone, or it has `maximum` already."""
+    if await uow.sessions.session_count(user_id) is None:
+        return AccountGone(user_id)
+    return Conflict(
+        f"the account already has {maximum} sessions, the maximum; delete some before creating more"
+    )
 
 
 class SessionService:
@@ -26,12 +35,7 @@ class SessionService:
         session = await self._uow.sessions.add(user_id, normalize_title(title), maximum)
         if session is not None:
             return session
-        if await self._uow.sessions.session_count(user_id) is None:
-            raise AccountGone(user_id)
-        raise Conflict(
-            f"the account already has {maximum} sessions, the maximum; delete some before "
-            "creating more"
-        )
+        raise await refuse_new_session(self._uow, user_id, maximum)
 
     async def get(self, user_id: int, session_id: int) -> SessionDTO:
         session = await self._uow.sessions.get(session_id, user_id)
@@ -45,10 +49,31 @@ class SessionService:
         return Page(items, Cursor(last.updated_at, last.id) if last else None)
 
     async def rename(self, user_id: int, session_id: int, title: str) -> SessionDTO:
-        session = await self._uow.sessions.rename(session_id, user_id, normalize_title(title))
-        if session is None:
+        return await self.update(user_id, session_id, title=title)
+
+    async def update(
+        self,
+        user_id: int,
+        session_id: int,
+        *,
+        title: str | None = None,
+        current_message_id: int | None = None,
+    ) -> SessionDTO:
+        """Rename, switch branch (any message of the session becomes the current one), or
+        both, in one statement; either counts as activity."""
+        if title is None and current_message_id is None:
+            raise InvalidInput("give a title, a current_message_id, or both")
+        title = normalize_title(title) if title is not None else None
+        session = await self._uow.sessions.update(session_id, user_id, title, current_message_id)
+        if session is not None:
+            return session
+        if await self._uow.sessions.get(session_id, user_id) is None:
             raise session_not_found(session_id)
-        return session
+        raise InvalidInput(
+            f"current_message_id: message {current_message_id} is not a message of session "
+            f"{session_id}",
+            loc=("body", "current_message_id"),
+        )
 
     async def delete(self, user_id: int, session_id: int) -> None:
         if not await self._uow.sessions.delete(session_id, user_id):

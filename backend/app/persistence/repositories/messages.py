@@ -1,15 +1,34 @@
+"""Messages: appends, reads, a branch's thread, reply starts and the copy a fork makes.
+
+A session's messages form a tree (`parent_id`); the session points at the last message of its
+active branch (`current_message_id`). Every write that adds a message locks the session row
+first and reads the current message from the locked row, its latest version: concurrent appends
+chain one under the other instead of forking, and the session's counter stays exact.
+"""
+
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.exc import IntegrityError
 
-from app.domain.dtos import MessageDTO, Role
+from app.domain.dtos import MessageDTO, SessionDTO, ThreadMessageDTO, ToolCall
+from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
-from app.domain.ports import Exchange
+from app.domain.ports import (
+    Exchange,
+    NewMessage,
+    Parent,
+    Stale,
+    StartRefusal,
+    ThreadPage,
+    UnansweredCall,
+)
 from app.persistence.repositories.base import Repository
+from app.persistence.repositories.sessions import SESSION_COLUMNS
 
 
 def columns(m: str) -> str:
@@ -20,28 +39,69 @@ def columns(m: str) -> str:
         (SELECT string_agg(c.text, '' ORDER BY c.start_offset) FROM reply_chunks AS c
          WHERE c.message_id = {m}.id), '')
     ELSE {m}.content END AS content,
-    {m}.tokens, {m}.created_at, {m}.status, {m}.input_tokens, {m}.error"""
+    {m}.tokens, {m}.created_at, {m}.status, {m}.input_tokens, {m}.error, {m}.parent_id,
+    {m}.tool_calls, {m}.tool_call_id, {m}.finish_reason, {m}.model"""
 
 
 #: A message's fields, for rows just written by INSERT/UPDATE ... RETURNING (no chunks yet, or
 #: none any more).
 FIELDS = ("id", "session_id", "role", "content", "tokens", "created_at", "status",
-          "input_tokens", "error")  # fmt: skip
+          "input_tokens", "error", "parent_id", "tool_calls", "tool_call_id", "finish_reason",
+          "model")  # fmt: skip
 RETURNED = ", ".join(FIELDS)
 
-# The session's counter and recency, and the insert, in one statement. Locking the session row
-# serialises concurrent appends to one session: the counter stays exact and each message is
-# stamped with its session's new activity time, read after the lock.
+# An append in one statement. The session row is locked first (NO KEY UPDATE: what an UPDATE
+# of its counter takes anyway; it leaves foreign-key checks alone) and the new message goes
+# under the locked row's current message; then the session counts it, points at it and moves
+# to the top. A tool result is checked by a walk up the branch from that parent, stopping at
+# the assistant message holding its call: the result must answer a call, not yet answered.
+#
+# The walk reads the statement's snapshot. If the parent was committed while we waited for the
+# lock, the snapshot cannot see it (the locked row is the only thing read at its newest): the
+# probe says `stale`, nothing is written, and the caller runs the statement again holding the
+# session's lock first, in a transaction that sees it.
 _ADD = text(
     f"""
-    WITH session AS (
-        UPDATE sessions SET message_count = message_count + 1, updated_at = clock_timestamp()
+    WITH RECURSIVE locked AS (
+        SELECT id, current_message_id FROM sessions
         WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
-        RETURNING id, updated_at
+        FOR NO KEY UPDATE
+    ), walk AS (
+        SELECT m.id, m.parent_id, m.tool_calls, m.tool_call_id
+        FROM locked JOIN messages AS m ON m.id = locked.current_message_id
+        WHERE CAST(:tool_call_id AS varchar) IS NOT NULL
+        UNION ALL
+        SELECT m.id, m.parent_id, m.tool_calls, m.tool_call_id
+        FROM walk JOIN messages AS m ON m.id = walk.parent_id
+        WHERE walk.tool_calls IS NULL OR NOT walk.tool_calls @> CAST(CAST(:call AS text) AS jsonb)
+    ), probe AS (
+        SELECT locked.id AS session_id, locked.current_message_id AS parent_id,
+            CAST(:tool_call_id AS varchar) IS NOT NULL AND locked.current_message_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM walk) AS stale,
+            EXISTS (
+                SELECT 1 FROM walk WHERE walk.tool_calls @> CAST(CAST(:call AS text) AS jsonb)
+            ) AS call_found,
+            (SELECT min(walk.id) FROM walk
+             WHERE walk.tool_call_id = CAST(:tool_call_id AS varchar)) AS answered_by
+        FROM locked
+    ), added AS (
+        INSERT INTO messages (session_id, parent_id, role, content, tokens, tool_calls,
+                              tool_call_id, created_at)
+        SELECT probe.session_id, probe.parent_id, :role, :content, :tokens,
+               CAST(CAST(:tool_calls AS text) AS jsonb), CAST(:tool_call_id AS varchar),
+               clock_timestamp()
+        FROM probe
+        WHERE CAST(:tool_call_id AS varchar) IS NULL
+           OR (probe.call_found AND probe.answered_by IS NULL)
+        RETURNING {RETURNED}
+    ), moved AS (
+        UPDATE sessions
+        SET message_count = message_count + 1, updated_at = added.created_at,
+            current_message_id = added.id
+        FROM added WHERE sessions.id = added.session_id
     )
-    INSERT INTO messages (session_id, role, content, tokens, created_at)
-    SELECT id, :role, :content, :tokens, updated_at FROM session
-    RETURNING {RETURNED}
+    SELECT probe.stale, probe.answered_by, added.*
+    FROM probe LEFT JOIN added ON true
     """
 )
 _GET = text(
@@ -52,7 +112,7 @@ _GET = text(
 )
 
 
-def _list_sql(after: bool) -> Any:
+def _list_sql(after: bool) -> TextClause:
     # Ownership and the page in one statement: no row at all means no such session; a row with
     # NULLs, an empty page.
     cursor = "AND (m.created_at, m.id) > (:after_at, :after_id)" if after else ""
@@ -71,66 +131,220 @@ def _list_sql(after: bool) -> Any:
 
 _LIST = {False: _list_sql(False), True: _list_sql(True)}
 
-# A reply's start: the user message and the empty `streaming` reply, stamped like any message,
-# and the context the model may see (read in the statement's snapshot: everything before these
-# two). The partial unique index on streaming replies refuses a second one in the session: the
-# statement then fails as a whole, nothing written.
-_START = text(
+
+def _siblings(m: str) -> str:
+    """The ids of the messages sharing `m`'s parent, oldest first, by the (session_id,
+    parent_id) index; a root's siblings are the session's roots."""
+    select = "SELECT c.id FROM messages AS c WHERE c.session_id = {m}.session_id AND {cond} "
+    order = "ORDER BY c.created_at, c.id"
+    roots = select.format(m=m, cond="c.parent_id IS NULL") + order
+    children = select.format(m=m, cond=f"c.parent_id = {m}.parent_id") + order
+    return f"CASE WHEN {m}.parent_id IS NULL THEN array({roots}) ELSE array({children}) END"
+
+
+# The branch ending at the current message (or above `before`), walked up by primary key.
+_THREAD = text(
     f"""
-    WITH session AS (
-        UPDATE sessions SET message_count = message_count + 2, updated_at = clock_timestamp()
-        WHERE id = :session_id AND user_id = :user_id AND message_count + 2 <= :max_messages
-        RETURNING id, updated_at
-    ), added AS (
-        INSERT INTO messages (session_id, role, content, status, worker_key, created_at)
-        SELECT session.id, v.role, v.content, v.status, v.worker_key, session.updated_at
-        FROM session, (VALUES ('user', :prompt, 'completed', NULL::integer),
-                              ('assistant', '', 'streaming', :worker_key)
-                      ) AS v(role, content, status, worker_key)
-        RETURNING {RETURNED}
-    ), context AS (
-        SELECT array_agg(role ORDER BY created_at DESC, id DESC) AS roles,
-               array_agg(content ORDER BY created_at DESC, id DESC) AS contents
-        FROM (
-            SELECT m.role, m.content, m.created_at, m.id FROM messages AS m, session
-            WHERE m.session_id = session.id AND m.status IN ('completed', 'cancelled')
-              AND m.content <> ''
-            ORDER BY m.created_at DESC, m.id DESC LIMIT :context_limit
-        ) AS recent
+    WITH RECURSIVE s AS (
+        SELECT sessions.id,
+            CASE WHEN CAST(:before AS bigint) IS NULL THEN sessions.current_message_id
+                 ELSE b.parent_id END AS start_id,
+            CAST(:before AS bigint) IS NULL OR b.id IS NOT NULL AS before_found
+        FROM sessions
+        LEFT JOIN messages AS b ON b.id = CAST(:before AS bigint) AND b.session_id = sessions.id
+        WHERE sessions.id = :session_id AND sessions.user_id = :user_id
+    ), path AS (
+        SELECT m.*, 1 AS depth FROM s JOIN messages AS m
+            ON m.id = s.start_id AND m.session_id = s.id
+        UNION ALL
+        SELECT m.*, p.depth + 1 FROM path AS p JOIN messages AS m ON m.id = p.parent_id
+        WHERE p.depth < :limit
     )
-    SELECT added.*, CASE WHEN added.role = 'user' THEN context.roles END AS context_roles,
-           CASE WHEN added.role = 'user' THEN context.contents END AS context_contents
-    FROM added, context
+    SELECT s.before_found, {columns("p")}, {_siblings("p")} AS sibling_ids
+    FROM s LEFT JOIN path AS p ON true
+    ORDER BY p.depth DESC
     """
+)
+
+#: What a prompt may hold: finished messages with something to say (a cancelled reply keeps
+#: its partial text; failed and streaming replies are left out).
+_ELIGIBLE = (
+    "(m.status IN ('completed', 'cancelled') AND (m.content <> '' OR m.tool_calls IS NOT NULL))"
+)
+
+
+def _exchange_sql(locked: str, anchor: str) -> TextClause:
+    """A reply's start, in one statement: lock the session (`locked`, which yields its `id` and
+    whatever `anchor` needs), add the user message (when there is a prompt) under the anchor and
+    the `streaming` reply under that, make the reply current, count both, and read the context:
+    the branch from the anchor up, newest first, until `context_limit` messages it may see.
+
+    The partial unique index on streaming replies refuses a second one in the session: the
+    statement then fails as a whole, nothing written. An anchor the snapshot cannot see is
+    reported (`unseen`) and nothing is written (see `_ADD` on stale snapshots)."""
+    return text(
+        f"""
+        WITH RECURSIVE locked AS ({locked}
+        ), anchor AS (
+            SELECT locked.id AS session_id, {anchor} AS parent_id FROM locked
+        ), path AS (
+            SELECT m.id, m.parent_id, m.role, m.content, m.tool_calls, m.tool_call_id,
+                   1 AS depth, {_ELIGIBLE} AS eligible, CAST({_ELIGIBLE} AS integer) AS taken
+            FROM anchor JOIN messages AS m
+                ON m.id = anchor.parent_id AND m.session_id = anchor.session_id
+            UNION ALL
+            SELECT m.id, m.parent_id, m.role, m.content, m.tool_calls, m.tool_call_id,
+                   p.depth + 1, {_ELIGIBLE}, p.taken + CAST({_ELIGIBLE} AS integer)
+            FROM path AS p JOIN messages AS m ON m.id = p.parent_id
+            WHERE p.taken < :context_limit
+        ), probe AS (
+            SELECT anchor.*,
+                anchor.parent_id IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM path WHERE path.depth = 1) AS unseen,
+                anchor.parent_id IS NULL AND CAST(:prompt AS text) IS NULL AS nothing_to_continue
+            FROM anchor
+        ), ready AS (
+            SELECT * FROM probe WHERE NOT unseen AND NOT nothing_to_continue
+        ), asked AS (
+            INSERT INTO messages (session_id, parent_id, role, content, created_at)
+            SELECT ready.session_id, ready.parent_id, 'user', CAST(:prompt AS text),
+                   clock_timestamp()
+            FROM ready WHERE CAST(:prompt AS text) IS NOT NULL
+            RETURNING {RETURNED}
+        ), reply AS (
+            INSERT INTO messages (session_id, parent_id, role, content, status, worker_key,
+                                  model, created_at)
+            SELECT ready.session_id, coalesce((SELECT asked.id FROM asked), ready.parent_id),
+                   'assistant', '', 'streaming', CAST(:worker_key AS integer),
+                   CAST(:model AS varchar), clock_timestamp()
+            FROM ready
+            RETURNING {RETURNED}
+        ), moved AS (
+            UPDATE sessions
+            SET message_count = message_count + 1 + (SELECT count(*) FROM asked),
+                current_message_id = reply.id, updated_at = reply.created_at
+            FROM reply WHERE sessions.id = reply.session_id
+        ), context AS (
+            SELECT jsonb_agg(
+                jsonb_build_object('role', role, 'content', content, 'tool_calls', tool_calls,
+                                   'tool_call_id', tool_call_id)
+                ORDER BY depth) FILTER (WHERE eligible) AS items
+            FROM path
+        )
+        SELECT probe.unseen, probe.nothing_to_continue, context.items AS context, added.*
+        FROM probe CROSS JOIN context
+        LEFT JOIN (SELECT * FROM asked UNION ALL SELECT * FROM reply) AS added ON true
+        """
+    )
+
+
+_START = _exchange_sql(
+    """
+    SELECT id, current_message_id FROM sessions
+    WHERE id = :session_id AND user_id = :user_id AND message_count + :adding <= :max_messages
+    FOR NO KEY UPDATE""",
+    """CASE CAST(:parent_mode AS text) WHEN 'current' THEN locked.current_message_id
+           WHEN 'given' THEN CAST(:parent_id AS bigint) END""",
+)
+_REGENERATE = _exchange_sql(
+    """
+    SELECT s.id, t.parent_id AS anchor_id
+    FROM messages AS t JOIN sessions AS s ON s.id = t.session_id
+    WHERE t.id = :message_id AND s.user_id = :user_id AND t.role = 'assistant'
+      AND t.parent_id IS NOT NULL AND s.message_count + 1 <= :max_messages
+    FOR NO KEY UPDATE OF s""",
+    "locked.anchor_id",
 )
 _STREAMING = text("SELECT id FROM messages WHERE session_id = :session_id AND status = 'streaming'")
 STREAMING_INDEX = "uq_messages_session_id_streaming"
 
+# A fork's copy: the path from the root to `end_id`, into the (new, empty) target session, in
+# order. New ids are drawn from the identity sequence and handed out in ascending order along the
+# path, so each copy's parent is older than it (parent_id < id), as in the original.
+_COPY = text(
+    f"""
+    WITH RECURSIVE path AS (
+        SELECT m.*, 1 AS depth FROM messages AS m
+        WHERE m.id = :end_id AND m.session_id = :source_id
+        UNION ALL
+        SELECT m.*, p.depth + 1 FROM path AS p JOIN messages AS m ON m.id = p.parent_id
+    ), ordered AS (
+        SELECT path.*, row_number() OVER (ORDER BY path.depth DESC) AS n FROM path
+        WHERE NOT EXISTS (SELECT 1 FROM path WHERE path.status = 'streaming')
+    ), ids AS (
+        SELECT drawn.id, row_number() OVER (ORDER BY drawn.id) AS n FROM (
+            SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM ordered
+        ) AS drawn
+    ), copied AS (
+        INSERT INTO messages (id, session_id, parent_id, role, content, tokens, created_at,
+                              status, input_tokens, error, finished_at, tool_calls,
+                              tool_call_id, finish_reason, model)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids.id, :target_id, lag(ids.id) OVER (ORDER BY o.n), o.role, o.content, o.tokens,
+               o.created_at, o.status, o.input_tokens, o.error, o.finished_at, o.tool_calls,
+               o.tool_call_id, o.finish_reason, o.model
+        FROM ordered AS o JOIN ids ON ids.n = o.n
+        RETURNING id
+    ), moved AS (
+        UPDATE sessions
+        SET message_count = (SELECT count(*) FROM copied),
+            current_message_id = (SELECT max(copied.id) FROM copied),
+            updated_at = clock_timestamp()
+        WHERE id = :target_id
+        RETURNING {SESSION_COLUMNS}
+    )
+    SELECT moved.*, EXISTS (SELECT 1 FROM path WHERE path.status = 'streaming') AS streaming
+    FROM moved
+    """
+)
 
-def _message(row: object) -> MessageDTO:
+
+def _message(row: Any) -> MessageDTO:
     return MessageDTO.model_validate(row, from_attributes=True)
+
+
+def _context(items: list[dict[str, Any]] | None) -> list[PromptMessage]:
+    return [
+        PromptMessage(
+            item["role"],
+            item["content"],
+            tuple(ToolCall.model_validate(call) for call in item["tool_calls"] or ()),
+            item["tool_call_id"],
+        )
+        for item in items or ()
+    ]
+
+
+def _calls_json(calls: Sequence[ToolCall] | None) -> str | None:
+    if calls is None:
+        return None
+    return json.dumps([call.model_dump(mode="json") for call in calls])
 
 
 class SqlMessageRepository(Repository):
     async def add(
-        self,
-        user_id: int,
-        session_id: int,
-        role: Role,
-        content: str,
-        tokens: int,
-        max_messages: int,
-    ) -> MessageDTO | None:
+        self, user_id: int, session_id: int, message: NewMessage, max_messages: int
+    ) -> MessageDTO | Stale | UnansweredCall | None:
+        call_id = message.tool_call_id
         params = {
             "user_id": user_id,
             "session_id": session_id,
-            "role": role,
-            "content": content,
-            "tokens": tokens,
+            "role": message.role,
+            "content": message.content,
+            "tokens": message.tokens,
             "max_messages": max_messages,
+            "tool_calls": _calls_json(message.tool_calls),
+            "tool_call_id": call_id,
+            "call": json.dumps([{"id": call_id}]) if call_id is not None else None,
         }
         row = (await self._db.write(_ADD, params)).first()
-        return _message(row) if row is not None else None
+        if row is None:
+            return None
+        if row.id is not None:
+            return _message(row)
+        if row.stale:
+            return "stale"
+        return UnansweredCall(row.answered_by)
 
     async def get(self, message_id: int, user_id: int) -> MessageDTO | None:
         row = (await self._db.read(_GET, {"message_id": message_id, "user_id": user_id})).first()
@@ -152,37 +366,104 @@ class SqlMessageRepository(Repository):
             return None
         return [_message(row) for row in rows if row.id is not None]
 
+    async def thread(
+        self, session_id: int, user_id: int, *, before: int | None, limit: int
+    ) -> ThreadPage | None:
+        params = {"session_id": session_id, "user_id": user_id, "before": before, "limit": limit}
+        rows = (await self._db.read(_THREAD, params)).all()
+        if not rows:
+            return None
+        messages = [
+            ThreadMessageDTO.model_validate(row, from_attributes=True)
+            for row in rows
+            if row.id is not None
+        ]
+        return ThreadPage(messages, before_found=rows[0].before_found)
+
     async def start_exchange(
         self,
         user_id: int,
         session_id: int,
-        prompt: str,
+        prompt: str | None,
+        parent: Parent,
         worker_key: int,
+        model: str,
+        *,
+        context_limit: int,
+        max_messages: int,
+    ) -> Exchange | StartRefusal | None:
+        params = {
+            "user_id": user_id,
+            "session_id": session_id,
+            "prompt": prompt,
+            "adding": 1 if prompt is None else 2,
+            "parent_mode": "current" if parent == "current" else "given",
+            "parent_id": parent if isinstance(parent, int) else None,
+            "worker_key": worker_key,
+            "model": model,
+            "context_limit": context_limit,
+            "max_messages": max_messages,
+        }
+        found = await self._exchange(_START, params)
+        if isinstance(found, str) and found == "unseen":
+            return "stale" if parent == "current" else "no_parent"
+        return found
+
+    async def regenerate(
+        self,
+        user_id: int,
+        message_id: int,
+        worker_key: int,
+        model: str,
         *,
         context_limit: int,
         max_messages: int,
     ) -> Exchange | Literal["busy"] | None:
         params = {
             "user_id": user_id,
-            "session_id": session_id,
-            "prompt": prompt,
+            "message_id": message_id,
+            "prompt": None,
             "worker_key": worker_key,
+            "model": model,
             "context_limit": context_limit,
             "max_messages": max_messages,
         }
+        found = await self._exchange(_REGENERATE, params)
+        # The parent of a message the statement sees is always visible, and never missing.
+        assert found is None or found == "busy" or isinstance(found, Exchange)
+        return found
+
+    async def _exchange(
+        self, statement: TextClause, params: dict[str, Any]
+    ) -> Exchange | Literal["busy", "unseen", "nothing_to_continue"] | None:
         try:
-            rows = (await self._db.write(_START, params)).all()
+            rows = (await self._db.write(statement, params)).all()
         except IntegrityError as exc:
             if STREAMING_INDEX in str(exc.orig):
                 return "busy"
             raise
         if not rows:
             return None
-        user_row = next(row for row in rows if row.role == "user")
+        if rows[0].unseen:
+            return "unseen"
+        if rows[0].nothing_to_continue:
+            return "nothing_to_continue"
+        user_row = next((row for row in rows if row.role == "user"), None)
         reply_row = next(row for row in rows if row.role == "assistant")
-        roles, contents = user_row.context_roles or [], user_row.context_contents or []
-        context = list(zip(roles, contents, strict=True))
-        return Exchange(_message(user_row), _message(reply_row), context)
+        return Exchange(
+            _message(user_row) if user_row is not None else None,
+            _message(reply_row),
+            _context(rows[0].context),
+        )
+
+    async def copy_path(
+        self, source_id: int, end_id: int, target_id: int
+    ) -> SessionDTO | Literal["streaming"]:
+        params = {"source_id": source_id, "end_id": end_id, "target_id": target_id}
+        row = (await self._db.write(_COPY, params)).one()
+        if row.streaming:
+            return "streaming"
+        return SessionDTO.model_validate(row, from_attributes=True)
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         running: int | None = (await self._db.read(_STREAMING, {"session_id": session_id})).scalar()

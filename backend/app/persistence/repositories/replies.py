@@ -6,6 +6,7 @@ sent from the statement, so followers are woken exactly when the data they read 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import BigInteger, Integer, Text
 
-from app.domain.dtos import MessageDTO, MessageStatus
+from app.domain.dtos import MessageDTO, MessageStatus, ToolCall
 from app.domain.reply_runtime import ReplyOutcome
 from app.domain.services.replies import UNSTORABLE_ERROR
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
@@ -58,18 +59,21 @@ _PERSISTED_ENDS = text(
     "WHERE message_id = ANY(:ids) GROUP BY message_id"
 ).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
 # The final states, batched like progress: under load one statement ends many replies. A NULL
-# content means "what was persisted" (the text could not be stored as it was).
+# content means "what was persisted" (the text could not be stored as it was); a NULL model, the
+# one recorded when the reply started.
 _FINISH = text(
     f"""
     WITH v AS (
-        SELECT * FROM unnest(:ids, :statuses, :contents, :tokens, :inputs, :errors)
-            AS v(id, status, content, tokens, input_tokens, error)
+        SELECT * FROM unnest(:ids, :statuses, :contents, :tokens, :inputs, :errors, :finishes,
+                             :models, :calls)
+            AS v(id, status, content, tokens, input_tokens, error, finish_reason, model, calls)
     ), finished AS (
         UPDATE messages AS m
         SET status = v.status,
             content = coalesce(v.content, m.content || coalesce({_PERSISTED}, '')),
             tokens = v.tokens, input_tokens = v.input_tokens, error = v.error,
-            finished_at = clock_timestamp()
+            finish_reason = v.finish_reason, model = coalesce(v.model, m.model),
+            tool_calls = CAST(v.calls AS jsonb), finished_at = clock_timestamp()
         FROM v WHERE m.id = v.id AND m.status = 'streaming'
         RETURNING {", ".join(f"m.{field}" for field in FIELDS)}
     ), folded AS (
@@ -84,6 +88,9 @@ _FINISH = text(
     bindparam("tokens", type_=ARRAY(Integer)),
     bindparam("inputs", type_=ARRAY(Integer)),
     bindparam("errors", type_=ARRAY(Text)),
+    bindparam("finishes", type_=ARRAY(Text)),
+    bindparam("models", type_=ARRAY(Text)),
+    bindparam("calls", type_=ARRAY(Text)),
 )
 # What a follower in another process reads: the text after its offset, and whether it ended.
 _TAIL = text(
@@ -121,8 +128,8 @@ _SWEEP = text(
         WHERE key IS NULL OR pg_try_advisory_xact_lock(:namespace, key)
     ), failed AS (
         UPDATE messages AS m
-        SET status = 'failed', error = :error, finished_at = clock_timestamp(),
-            content = m.content || coalesce({_PERSISTED}, '')
+        SET status = 'failed', error = :error, finish_reason = 'error',
+            finished_at = clock_timestamp(), content = m.content || coalesce({_PERSISTED}, '')
         WHERE m.status = 'streaming'
           AND (m.worker_key IS NULL
                OR m.worker_key IN (SELECT key FROM orphaned WHERE key IS NOT NULL))
@@ -133,6 +140,10 @@ _SWEEP = text(
     SELECT failed.id, (SELECT count(*) FROM notified) AS notifications FROM failed
     """
 )
+
+
+def _calls(calls: Sequence[ToolCall]) -> str | None:
+    return json.dumps([call.model_dump(mode="json") for call in calls]) if calls else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +191,9 @@ class SqlReplyRepository(Repository):
             "tokens": [o.tokens if o else 0 for _, o in outcomes],
             "inputs": [o.input_tokens if o else 0 for _, o in outcomes],
             "errors": [o.error if o else UNSTORABLE_ERROR for _, o in outcomes],
+            "finishes": [o.finish_reason if o else "error" for _, o in outcomes],
+            "models": [o.model if o else None for _, o in outcomes],
+            "calls": [_calls(o.tool_calls) if o else None for _, o in outcomes],
             "channel": REPLY_PROGRESS,
         }
         rows = await self._db.write(_FINISH, params)
