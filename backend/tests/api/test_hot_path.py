@@ -76,6 +76,8 @@ async def test_warm_requests_cost_one_round_trip_each(
         ("GET", f"/api/messages/{message_id}", None),
         ("POST", f"/api/messages/?session_id={session_id}", {"role": "user", "content": "x"}),
         ("PATCH", f"/api/sessions/{session_id}", {"title": "renamed"}),
+        ("PATCH", f"/api/sessions/{session_id}", {"current_message_id": message_id}),
+        ("GET", f"/api/sessions/{session_id}/thread", None),
         ("GET", "/api/users/me", None),
     ]
     for method, url, body in requests:
