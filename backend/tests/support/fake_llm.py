@@ -1,8 +1,11 @@
 """A real HTTP server on 127.0.0.1 speaking the Chat Completions streaming wire format.
 
-The `openai` provider is tested against it: SSE `data:` chunks, the final usage chunk that
+The `openai` provider is tested against it: SSE `data:` chunks, tool calls streamed as OpenAI
+streams them (`delta.tool_calls[i]` with index, id, type and function name first, then fragments
+of the arguments; `finish_reason: "tool_calls"`), the final usage chunk that
 `stream_options.include_usage` asks for, `[DONE]`, in-stream `error` objects, HTTP errors with
-retry hints, connections dropped mid-stream, and a server that never answers.
+retry hints, connections dropped mid-stream, and a server that never answers. Every request is
+recorded (path, headers, JSON body) so tests can assert exactly what was sent.
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ from typing import Any
 
 
 @dataclass
+class Call:
+    """A tool call the model makes; its arguments are streamed `piece` characters at a time."""
+
+    id: str
+    name: str
+    arguments: str
+    piece: int = 5
+
+
+@dataclass
 class Script:
     """How the server answers one request."""
 
@@ -26,6 +39,8 @@ class Script:
     error_after: str | None = None
     drop_after: bool = False
     hang: bool = False
+    tool_calls: list[Call] = field(default_factory=list)
+    model: str = "fake-model"
 
 
 @dataclass
@@ -35,14 +50,41 @@ class Received:
     body: Any
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "fake-model") -> Any:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": 0,
-        "model": "fake-model",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+
+
+def _deltas(script: Script) -> list[dict[str, Any]]:
+    """The stream's deltas as OpenAI sends them: the role first (with null content and the first
+    call's head when the reply only calls tools), the text, then each call's head and pieces."""
+    deltas: list[dict[str, Any]] = []
+    if script.chunks or not script.tool_calls:
+        deltas.append({"role": "assistant", "content": ""})
+    deltas += [{"content": text} for text in script.chunks]
+    for index, call in enumerate(script.tool_calls):
+        head = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        if deltas:
+            deltas.append({"tool_calls": [head]})
+        else:
+            deltas.append(
+                {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
+            )
+        for start in range(0, len(call.arguments), call.piece):
+            piece = call.arguments[start : start + call.piece]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
 
 
 class FakeChatServer:
@@ -123,8 +165,7 @@ class FakeChatServer:
             raw = data.encode()
             writer.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
 
-        events: list[dict[str, Any]] = [_chunk({"role": "assistant", "content": ""})]
-        events += [_chunk({"content": text}) for text in script.chunks]
+        events = [_chunk(delta, model=script.model) for delta in _deltas(script)]
         for event in events:
             if script.delay_s:
                 done, _ = await asyncio.wait({closed}, timeout=script.delay_s)
@@ -142,11 +183,12 @@ class FakeChatServer:
         if script.drop_after:
             writer.transport.abort()
             return
-        send(f"data: {json.dumps(_chunk({}, 'stop'))}\n\n")
+        finish = "tool_calls" if script.tool_calls else "stop"
+        send(f"data: {json.dumps(_chunk({}, finish, script.model))}\n\n")
         if script.usage is not None:
             prompt, completion = script.usage
             usage = {
-                **_chunk({}),
+                **_chunk({}, model=script.model),
                 "choices": [],
                 "usage": {
                     "prompt_tokens": prompt,
