@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import discover
+from bench import discover, thread
 from bench.baselines import sessions_raw
 from bench.sessions import MESSAGES_PER_SESSION, PATH, SESSIONS, seed
 from bench.support.database import BenchDatabase
@@ -84,5 +86,34 @@ async def test_raw_sessions_floor_answers_with_the_apps_bytes(
 
 def test_every_benchmark_module_is_discovered_with_its_entry_point() -> None:
     benchmarks = discover()
-    assert "sessions" in benchmarks
+    assert {"sessions", "thread"} <= set(benchmarks)
     assert all(b.description and callable(b.run) for b in benchmarks.values())
+
+
+async def test_the_thread_benchmark_compares_like_with_like(engine: AsyncEngine) -> None:
+    """Its two statements read the same number of messages, the thread's being one branch from
+    the root with its siblings (the checks `make bench` runs before timing anything)."""
+    subject = f"bench-test-{uuid.uuid4().hex[:8]}"
+    try:
+        async with engine.begin() as conn:
+            targets = thread._targets(await thread._seed(conn, subject))
+        async with engine.connect() as conn:
+            await thread._check(conn, targets)
+            rows = (await conn.execute(*targets["thread"])).all()
+        assert len(rows) == thread.BRANCH
+        assert rows[-1].id == await _current(engine, subject)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM users WHERE auth0_id = :s"), {"s": subject})
+
+
+async def _current(engine: AsyncEngine, subject: str) -> int:
+    async with engine.connect() as conn:
+        current: int = await conn.scalar(
+            text(
+                "SELECT s.current_message_id FROM sessions AS s JOIN users AS u "
+                "ON u.id = s.user_id WHERE u.auth0_id = :s"
+            ),
+            {"s": subject},
+        )
+    return current
