@@ -171,3 +171,26 @@ async def test_tool_messages_keep_their_json_exactly(client: httpx.AsyncClient, 
     assert saved.status_code == 201, saved.text
     fetched = await client.get(f"/api/messages/{saved.json()['id']}", headers=alice)
     assert fetched.json()["tool_calls"][0]["function"]["arguments"] == arguments
+
+
+async def test_a_fork_copies_tool_data_and_its_calls_can_be_answered_there(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    alice = auth("alice")
+    sid = await new_session(client, alice)
+    await post(client, sid, alice, "q")
+    await send(client, sid, alice, role="assistant", tool_calls=calls("c1", "c2"))
+    await send(client, sid, alice, role="tool", content="r1", tool_call_id="c1")
+    fork = (await client.post(f"/api/sessions/{sid}/fork", headers=alice)).json()
+    copied = await thread(client, fork["id"], alice)
+    assert [(m["role"], m["tool_calls"], m["tool_call_id"]) for m in copied] == [
+        ("user", None, None),
+        ("assistant", calls("c1", "c2"), None),
+        ("tool", None, "c1"),
+    ]
+    # The copy is a branch of its own: c2 can be answered there, c1 already is.
+    answered = await send(client, fork["id"], alice, role="tool", content="r2", tool_call_id="c2")
+    assert answered.status_code == 201
+    again = await send(client, fork["id"], alice, role="tool", content="x", tool_call_id="c1")
+    assert f"message {copied[2]['id']}" in again.json()["detail"]
+    assert (await session(client, sid, alice))["message_count"] == 3

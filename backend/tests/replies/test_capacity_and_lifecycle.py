@@ -99,6 +99,16 @@ async def status_of(engine: AsyncEngine, message_id: int) -> tuple[str, str, str
     return row.status, row.content, row.error
 
 
+async def finish_of(engine: AsyncEngine, message_id: int) -> tuple[str | None, str | None]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT finish_reason, model FROM messages WHERE id = :id"), {"id": message_id}
+            )
+        ).one()
+    return row.finish_reason, row.model
+
+
 async def test_start_up_fails_replies_of_dead_processes_only(
     serve: Serve, engine: AsyncEngine
 ) -> None:
@@ -113,6 +123,7 @@ async def test_start_up_fails_replies_of_dead_processes_only(
     # Once its process is gone, the periodic sweep fails it too.
     assert await server.app.state.reply_runtime.liveness.sweep() == [alive]
     assert await status_of(engine, alive) == ("failed", "half a", ORPHAN_ERROR)
+    assert await finish_of(engine, alive) == ("error", None)
 
 
 async def test_shutdown_marks_unfinished_replies_failed(
@@ -129,6 +140,7 @@ async def test_shutdown_marks_unfinished_replies_failed(
     await server.shutdown()
     status, content, error = await status_of(engine, received[1].data["id"])
     assert (status, error) == ("failed", SHUTDOWN_ERROR)
+    assert await finish_of(engine, received[1].data["id"]) == ("error", "simulated")
     assert content.startswith(text_of(received))
     assert expected_reply("long", 1000).startswith(content)
 

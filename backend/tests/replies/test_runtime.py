@@ -157,7 +157,8 @@ async def test_one_replys_refused_text_never_stalls_the_others(engine: AsyncEngi
     assert by_id[good].content == "stored more"
     assert by_id[also_good].content == "stored text"
     assert (by_id[bad].status, by_id[bad].content) == ("failed", "stored ")
-    assert by_id[bad].error == UNSTORABLE_ERROR
+    assert (by_id[bad].error, by_id[bad].finish_reason) == (UNSTORABLE_ERROR, "error")
+    assert by_id[good].finish_reason == "stop"
     async with engine.connect() as conn:
         left = await conn.execute(text("SELECT count(*) FROM reply_chunks"))
         assert left.scalar() == 0  # folded into the messages
@@ -188,4 +189,5 @@ async def test_a_final_state_the_database_refuses_keeps_the_stored_text(
     assert refused is not None
     assert fine is not None
     assert (refused.status, refused.content, refused.error) == ("failed", "kept", UNSTORABLE_ERROR)
+    assert refused.finish_reason == "error"
     assert (fine.status, fine.content) == ("completed", "kept all")
