@@ -124,7 +124,7 @@ class SessionUpdateDTO(_Input):
     )
 
     @model_validator(mode="after")
-    def _something(self) -> SessionUpdateDTO:
+    def _at_least_one_field(self) -> SessionUpdateDTO:
         if not self.model_fields_set:
             raise ValueError("give a title, a current_message_id, or both")
         return self
