@@ -40,10 +40,6 @@ class InvalidInput(DomainError, ValueError):
     title = "Invalid input"
 
 
-class Forbidden(DomainError):
-    title = "Forbidden"
-
-
 class Unavailable(DomainError):
     """A dependency (the database, an identity provider) cannot be reached right now."""
 
