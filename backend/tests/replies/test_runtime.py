@@ -189,3 +189,32 @@ async def test_a_final_state_the_database_refuses_keeps_the_stored_text(
     assert fine is not None
     assert (refused.status, refused.content, refused.error) == ("failed", "kept", UNSTORABLE_ERROR)
     assert (fine.status, fine.content) == ("completed", "kept all")
+
+
+async def test_deleting_the_session_mid_reply_stops_it_and_leaves_nothing(
+    serve: Serve, auth: Auth, engine: AsyncEngine
+) -> None:
+    server = await serve(simulated_tokens=1000, simulated_delay_ms=20, reply_flush_ms=50)
+    alice = auth("alice")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        sid = await new_session(http, alice)
+        async with http.stream(
+            "POST", f"/api/sessions/{sid}/replies", json={"content": "long"}, headers=alice
+        ) as response:
+            stream = events(response)
+            await anext(stream)  # user
+            await anext(stream)  # message
+            await anext(stream)  # a first delta
+            assert (await http.delete(f"/api/sessions/{sid}", headers=alice)).status_code == 204
+            last = [event async for event in stream][-1]
+        assert last.event == "error"
+        assert last.data["detail"] == "the message was deleted"
+    runtime = server.app.state.reply_runtime
+    for _ in range(100):  # the generating task notices at its next progress round
+        if runtime.active == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert runtime.active == 0
+    async with engine.connect() as conn:
+        for table in ("messages", "reply_chunks"):
+            assert (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 0
