@@ -261,7 +261,7 @@ async def _measure(
             result = await run_wrk(
                 server.url + PATH,
                 duration_s=seconds,
-                connections=options.connections,
+                connections=options.connections_or(10),
                 threads=options.threads,
                 headers=auth,
             )
@@ -375,7 +375,7 @@ def _summarise(
         )
     loop, http = event_loop_and_parser()
     load_tool = (
-        f"wrk -t{options.threads} -c{options.connections} -d{round(options.duration_s)}s, "
+        f"wrk -t{options.threads} -c{options.connections_or(10)} -d{round(options.duration_s)}s, "
         f"warm-up {options.warmup_s:g} s each, {options.rounds} rounds (order flips each round)"
     )
     print(f"{load_tool}; uvicorn 1 worker, {loop} + {http}; body {answer['body_bytes']} bytes")
