@@ -241,5 +241,5 @@ async def test_the_ceiling_checks_tokens_like_the_app(
 
 def test_every_benchmark_module_is_discovered_with_its_entry_point() -> None:
     benchmarks = discover()
-    assert {"core", "replies"} <= set(benchmarks)
+    assert {"core", "wal", "replies"} <= set(benchmarks)
     assert all(b.description and callable(b.run) for b in benchmarks.values())
