@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Executable, Result, Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
-
-from app.domain.pagination import PageRequest
-
-S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+from sqlalchemy import Executable, Result
 
 
 class Statements(Protocol):
@@ -35,20 +30,3 @@ class Repository:
 
     def __init__(self, db: Statements) -> None:
         self._db = db
-
-
-def keyset(
-    stmt: S,
-    page: PageRequest,
-    at: ColumnElement[Any] | InstrumentedAttribute[Any],
-    row_id: ColumnElement[Any] | InstrumentedAttribute[Any],
-    *,
-    descending: bool,
-) -> S:
-    """Order by `(at, id)` (a total order), continue after the cursor, then apply skip/limit."""
-    if page.after is not None:
-        cursor = tuple_(page.after.at, page.after.id)
-        key = tuple_(at, row_id) < cursor if descending else tuple_(at, row_id) > cursor
-        stmt = stmt.where(key)
-    order = (at.desc(), row_id.desc()) if descending else (at.asc(), row_id.asc())
-    return stmt.order_by(*order).offset(page.skip).limit(page.limit)

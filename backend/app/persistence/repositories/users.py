@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -10,6 +10,7 @@ from app.persistence.channels import USER_DELETED
 from app.persistence.models import User
 from app.persistence.repositories.base import Repository
 
+_FIND = text("SELECT id, email FROM users WHERE auth0_id = :subject")
 _GET = text(
     "SELECT id, auth0_id AS subject, email, created_at, session_count FROM users WHERE id = :id"
 )
@@ -26,9 +27,7 @@ _SET_EMAIL = text(
 
 class SqlUserRepository(Repository):
     async def find(self, subject: str) -> KnownUser | None:
-        row = (
-            await self._db.read(select(User.id, User.email).where(User.auth0_id == subject))
-        ).first()
+        row = (await self._db.read(_FIND, {"subject": subject})).first()
         return KnownUser(row.id, row.email) if row is not None else None
 
     async def add(self, subject: str, email: str | None) -> int | None:
