@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import errors, health, messages, sessions, users
+from app.api import errors, health, messages, openapi, sessions, users
 from app.api import replies as replies_api
 from app.api.dependencies.query import reject_unknown_query
 from app.api.dependencies.services import Services
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     errors.install(app, forget_user=known_users.forget)
+    openapi.install(app)
     for router in (health, sessions, messages, users, replies_api):
         app.include_router(router.router)
     return app

@@ -379,11 +379,12 @@ async def _check_post(
 async def count_database_work(
     db: BenchDatabase, secret: str, subject: str, cases: Sequence[Case]
 ) -> dict[str, dict[str, float]]:
-    """Per request and case: statements, BEGIN/COMMIT/ROLLBACK and pre-pings on the wire.
+    """Per request and case: statements, prepares and plain commands (BEGIN, COMMIT, a ping)
+    on the wire.
 
-    The app's own engine and settings behind httpx's ASGITransport, counted by
-    `bench.support.roundtrips.RoundTrips` (SQLAlchemy events and the dialect's ping). One
-    warm-up request per case first (provisioning, prepared statements), then COUNTED_REQUESTS.
+    The app's own engine and settings behind httpx's ASGITransport, counted at the driver by
+    `bench.support.roundtrips.RoundTrips`. One warm-up request per case first (provisioning,
+    prepared statements), then COUNTED_REQUESTS.
     """
     from app.core.database import create_engine
     from app.core.security import LocalTokens
@@ -397,7 +398,7 @@ async def count_database_work(
         max_messages_per_session=APP_MESSAGE_QUOTA,
     )
     engine = create_engine(settings)
-    counter = RoundTrips(engine)
+    counter = RoundTrips()
     headers = {"Authorization": f"Bearer {LocalTokens(settings).mint(subject, ttl_s=600)}"}
     transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
     work: dict[str, dict[str, float]] = {}

@@ -6,10 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.dependencies.auth import CurrentUserId
-from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
-from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import MessageCreateDTO, MessageDTO
@@ -36,7 +34,6 @@ async def create_message(
     session_id: SessionIdQuery,
     body: MessageCreateDTO,
     idempotency: IdempotencyDep,
-    services: ServicesDep,
 ) -> MessageDTO | Response:
     """Append a message to one of the caller's sessions.
 
@@ -45,10 +42,10 @@ async def create_message(
     header). 409 when the session already holds `MAX_MESSAGES_PER_SESSION` messages, or while a
     request with the same key is running.
     """
-    user_id = idempotency.user_id
+    caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: MessageService(uow, services.limits).add(
-            user_id, session_id, body.role, body.content, body.tokens
+        lambda uow: MessageService(uow, caller.services.limits).add(
+            caller.user_id, session_id, body.role, body.content, body.tokens
         )
     )
 
@@ -59,18 +56,15 @@ async def list_messages(
     response: Response,
     session_id: SessionIdQuery,
     page: MessagePage,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
+    caller: CallerDep,
 ) -> list[MessageDTO]:
     """Chronological (`created_at`, then `id`). `limit` defaults to 100 (max 100); a full page
     carries a `Link: <...>; rel="next"` header."""
-    result = await MessageService(uow).list(user_id, session_id, page)
+    result = await MessageService(caller.uow).list(caller.user_id, session_id, page)
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
 
 @router.get("/{message_id}", responses=problem_responses(404), summary="Get a message")
-async def get_message(
-    message_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> MessageDTO:
-    return await MessageService(uow).get(user_id, message_id)
+async def get_message(message_id: ResourceId, caller: CallerDep) -> MessageDTO:
+    return await MessageService(caller.uow).get(caller.user_id, message_id)

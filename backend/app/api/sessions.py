@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.api.dependencies.auth import CurrentUserId
-from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import ResourceId, SessionPage, next_link
-from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
@@ -26,16 +24,16 @@ router = APIRouter(
     summary="Create a session",
 )
 async def create_session(
-    body: SessionCreateDTO, idempotency: IdempotencyDep, services: ServicesDep
+    body: SessionCreateDTO, idempotency: IdempotencyDep
 ) -> SessionDTO | Response:
     """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
 
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
-    user_id = idempotency.user_id
+    caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: SessionService(uow, services.limits).create(user_id, body.title)
+        lambda uow: SessionService(uow, caller.services.limits).create(caller.user_id, body.title)
     )
 
 
@@ -44,25 +42,22 @@ async def list_sessions(
     request: Request,
     response: Response,
     page: SessionPage,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
+    caller: CallerDep,
 ) -> list[SessionDTO]:
     """The caller's sessions, most recently active first (`updated_at`, then `id`, descending).
 
     `limit` defaults to 50 (max 100). When the page is full, a `Link: <...>; rel="next"` header
     carries the cursor for the next page; `skip` is still accepted.
     """
-    result = await SessionService(uow).list(user_id, page)
+    result = await SessionService(caller.uow).list(caller.user_id, page)
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
 
 @router.get("/{session_id}", responses=problem_responses(404), summary="Get a session")
-async def get_session(
-    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> SessionDTO:
+async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
     """One of the caller's sessions, with its exact message count."""
-    return await SessionService(uow).get(user_id, session_id)
+    return await SessionService(caller.uow).get(caller.user_id, session_id)
 
 
 @router.patch(
@@ -71,10 +66,10 @@ async def get_session(
     summary="Rename a session",
 )
 async def update_session(
-    session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
+    session_id: ResourceId, body: SessionUpdateDTO, caller: CallerDep
 ) -> SessionDTO:
     """Change the title. Counts as activity: the session moves to the top of the list."""
-    return await SessionService(uow).rename(user_id, session_id, body.title)
+    return await SessionService(caller.uow).rename(caller.user_id, session_id, body.title)
 
 
 @router.delete(
@@ -83,9 +78,7 @@ async def update_session(
     responses=problem_responses(404),
     summary="Delete a session",
 )
-async def delete_session(
-    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> Response:
+async def delete_session(session_id: ResourceId, caller: CallerDep) -> Response:
     """Delete the session and, in the same statement (database cascade), all its messages."""
-    await SessionService(uow).delete(user_id, session_id)
+    await SessionService(caller.uow).delete(caller.user_id, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

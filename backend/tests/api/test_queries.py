@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
@@ -17,16 +17,19 @@ Auth = Callable[[str], dict[str, str]]
 
 @contextmanager
 def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The statements sent to PostgreSQL, as the driver sees them."""
     statements: list[str] = []
+    execute = asyncpg.Connection._execute
 
-    def record(*args: Any) -> None:
-        statements.append(args[2])
+    async def record(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(query if isinstance(query, str) else str(query))
+        return await execute(conn, query, *args, **kwargs)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    asyncpg.Connection._execute = record  # type: ignore[method-assign]
     try:
         yield statements
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        asyncpg.Connection._execute = execute  # type: ignore[method-assign]
 
 
 async def _seed(client: httpx.AsyncClient, headers: dict[str, str], sessions: int) -> None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+import asyncpg
+from asyncpg import Record
 
 from app.domain.dtos import MessageDTO, Role
 from app.domain.pagination import PageRequest
 from app.domain.ports import Exchange
-from app.persistence.repositories.base import Repository
+from app.persistence.repositories.base import Repository, Sql, first
 
 
 def columns(m: str) -> str:
@@ -32,7 +32,7 @@ RETURNED = ", ".join(FIELDS)
 # The session's counter and recency, and the insert, in one statement. Locking the session row
 # serialises concurrent appends to one session: the counter stays exact and each message is
 # stamped with its session's new activity time, read after the lock.
-_ADD = text(
+_ADD = Sql(
     f"""
     WITH session AS (
         UPDATE sessions SET message_count = message_count + 1, updated_at = clock_timestamp()
@@ -44,7 +44,7 @@ _ADD = text(
     RETURNING {RETURNED}
     """
 )
-_GET = text(
+_GET = Sql(
     f"""
     SELECT {columns("m")} FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
     WHERE m.id = :message_id AND s.user_id = :user_id
@@ -52,11 +52,11 @@ _GET = text(
 )
 
 
-def _list_sql(after: bool) -> Any:
+def _list_sql(after: bool) -> Sql:
     # Ownership and the page in one statement: no row at all means no such session; a row with
     # NULLs, an empty page.
     cursor = "AND (m.created_at, m.id) > (:after_at, :after_id)" if after else ""
-    return text(
+    return Sql(
         f"""
         SELECT {columns("p")}
         FROM sessions AS s LEFT JOIN LATERAL (
@@ -75,7 +75,7 @@ _LIST = {False: _list_sql(False), True: _list_sql(True)}
 # and the context the model may see (read in the statement's snapshot: everything before these
 # two). The partial unique index on streaming replies refuses a second one in the session: the
 # statement then fails as a whole, nothing written.
-_START = text(
+_START = Sql(
     f"""
     WITH session AS (
         UPDATE sessions SET message_count = message_count + 2, updated_at = clock_timestamp()
@@ -103,12 +103,12 @@ _START = text(
     FROM added, context
     """
 )
-_STREAMING = text("SELECT id FROM messages WHERE session_id = :session_id AND status = 'streaming'")
+_STREAMING = Sql("SELECT id FROM messages WHERE session_id = :session_id AND status = 'streaming'")
 STREAMING_INDEX = "uq_messages_session_id_streaming"
 
 
-def _message(row: object) -> MessageDTO:
-    return MessageDTO.model_validate(row, from_attributes=True)
+def _message(row: Record) -> MessageDTO:
+    return MessageDTO.model_validate(dict(row))
 
 
 class SqlMessageRepository(Repository):
@@ -129,11 +129,11 @@ class SqlMessageRepository(Repository):
             "tokens": tokens,
             "max_messages": max_messages,
         }
-        row = (await self._db.write(_ADD, params)).first()
+        row = first(await self._db.write(_ADD, params))
         return _message(row) if row is not None else None
 
     async def get(self, message_id: int, user_id: int) -> MessageDTO | None:
-        row = (await self._db.read(_GET, {"message_id": message_id, "user_id": user_id})).first()
+        row = first(await self._db.read(_GET, {"message_id": message_id, "user_id": user_id}))
         return _message(row) if row is not None else None
 
     async def list(
@@ -147,10 +147,10 @@ class SqlMessageRepository(Repository):
         }
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after.at, page.after.id
-        rows = (await self._db.read(_LIST[page.after is not None], params)).all()
+        rows = await self._db.read(_LIST[page.after is not None], params)
         if not rows:
             return None
-        return [_message(row) for row in rows if row.id is not None]
+        return [_message(row) for row in rows if row["id"] is not None]
 
     async def start_exchange(
         self,
@@ -171,19 +171,19 @@ class SqlMessageRepository(Repository):
             "max_messages": max_messages,
         }
         try:
-            rows = (await self._db.write(_START, params)).all()
-        except IntegrityError as exc:
-            if STREAMING_INDEX in str(exc.orig):
+            rows = await self._db.write(_START, params)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == STREAMING_INDEX:
                 return "busy"
             raise
         if not rows:
             return None
-        user_row = next(row for row in rows if row.role == "user")
-        reply_row = next(row for row in rows if row.role == "assistant")
-        roles, contents = user_row.context_roles or [], user_row.context_contents or []
+        user_row = next(row for row in rows if row["role"] == "user")
+        reply_row = next(row for row in rows if row["role"] == "assistant")
+        roles, contents = user_row["context_roles"] or [], user_row["context_contents"] or []
         context = list(zip(roles, contents, strict=True))
         return Exchange(_message(user_row), _message(reply_row), context)
 
     async def streaming_in_session(self, session_id: int) -> int | None:
-        running: int | None = (await self._db.read(_STREAMING, {"session_id": session_id})).scalar()
-        return running
+        row = first(await self._db.read(_STREAMING, {"session_id": session_id}))
+        return row["id"] if row is not None else None
