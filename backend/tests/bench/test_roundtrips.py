@@ -2,8 +2,8 @@
 asyncpg really sends: the reference is the protocol's own count of the queries it ran on the
 connection (each a round trip; an empty `;` ping is one too, although PostgreSQL's statement
 log does not show it). That count leaves out preparing a statement, a round trip of its own,
-which the counter reports apart. Checked through SQLAlchemy's adapter (pings, BEGIN/COMMIT) and through
-the unit of work, which runs statements on the driver."""
+which the counter reports apart. Checked through SQLAlchemy's adapter (pings, BEGIN/COMMIT)
+and through the unit of work, which runs statements on the driver."""
 
 from __future__ import annotations
 
