@@ -4,32 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
+from bench.support.roundtrips import RoundTrips
+
 Auth = Callable[[str], dict[str, str]]
 
 
 @contextmanager
-def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+def count_statements() -> Iterator[list[str]]:
     """The statements sent to PostgreSQL, as the driver sees them."""
-    statements: list[str] = []
-    execute = asyncpg.Connection._execute
-
-    async def record(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        statements.append(query if isinstance(query, str) else str(query))
-        return await execute(conn, query, *args, **kwargs)
-
-    asyncpg.Connection._execute = record  # type: ignore[method-assign]
-    try:
-        yield statements
-    finally:
-        asyncpg.Connection._execute = execute  # type: ignore[method-assign]
+    with RoundTrips().installed() as trips:
+        yield trips.statements
 
 
 async def _seed(client: httpx.AsyncClient, headers: dict[str, str], sessions: int) -> None:
@@ -53,7 +43,7 @@ async def test_listing_sessions_costs_the_same_for_3_or_40_sessions(
 
     counts = []
     for headers, expected in ((few, 3), (many, 40)):
-        with count_statements(engine) as statements:
+        with count_statements() as statements:
             response = await client.get("/api/sessions/?limit=100", headers=headers)
         assert len(response.json()) == expected
         assert all(s["message_count"] == 2 for s in response.json())
@@ -68,7 +58,7 @@ async def test_adding_a_message_is_one_statement(
 ) -> None:
     alice = auth("alice")
     session = await client.post("/api/sessions/", json={"title": "t"}, headers=alice)
-    with count_statements(engine) as statements:
+    with count_statements() as statements:
         response = await client.post(
             f"/api/messages/?session_id={session.json()['id']}",
             json={"role": "user", "content": "hi"},
