@@ -87,7 +87,6 @@ async def _ended(
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #7: one reply's write failure stalls the batch")
 async def test_one_replys_unstorable_output_never_stalls_the_others(
     serve: Serve, llm: FakeChatServer, auth: Auth
 ) -> None:
