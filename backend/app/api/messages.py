@@ -10,12 +10,16 @@ from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import MessageCreateDTO, MessageDTO
 from app.domain.pagination import BIGINT_MAX
 from app.domain.services.messages import MessageService
 
 router = APIRouter(
-    prefix="/api/messages", tags=["messages"], responses=problem_responses(401, 422, 503)
+    route_class=StrictQueryRoute,
+    prefix="/api/messages",
+    tags=["messages"],
+    responses=problem_responses(401, 422, 503),
 )
 
 SessionIdQuery = Annotated[

@@ -14,10 +14,13 @@ from app.api.dependencies.auth import PrincipalDep
 from app.api.dependencies.pagination import ResourceId
 from app.api.dependencies.services import services_of
 from app.api.errors import problem_responses
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import MessageDTO, ReplyCreateDTO
 from app.domain.reply_events import Position, ReplyEvent
 
-router = APIRouter(tags=["replies"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    route_class=StrictQueryRoute, tags=["replies"], responses=problem_responses(401, 422, 503)
+)
 
 EVENTS_DOC = """
 Events (`text/event-stream`), each with an `id` that is a position in the reply:

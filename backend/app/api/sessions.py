@@ -8,11 +8,15 @@ from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import ResourceId, SessionPage, next_link
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import SessionCreateDTO, SessionDTO, SessionUpdateDTO
 from app.domain.services.sessions import SessionService
 
 router = APIRouter(
-    prefix="/api/sessions", tags=["sessions"], responses=problem_responses(401, 422, 503)
+    route_class=StrictQueryRoute,
+    prefix="/api/sessions",
+    tags=["sessions"],
+    responses=problem_responses(401, 422, 503),
 )
 
 

@@ -6,10 +6,16 @@ from fastapi import APIRouter, Response, status
 
 from app.api.dependencies.auth import CallerDep
 from app.api.errors import problem_responses
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import UserDTO
 from app.domain.services.users import UserService
 
-router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    route_class=StrictQueryRoute,
+    prefix="/api/users",
+    tags=["users"],
+    responses=problem_responses(401, 422, 503),
+)
 
 
 @router.get("/me", summary="Who am I")

@@ -95,7 +95,7 @@ async def oidc(
 
 def _fetches(app: FastAPI, provider: FakeProvider) -> tuple[int, int, int]:
     """(JWKS requests the provider saw, discovery requests, fetches the key cache counted)."""
-    cache_fetches: int = app.state.services.tokens.jwks.fetches
+    cache_fetches: int = app.state.services.tokens.verifier.jwks.fetches
     return (
         provider.jwks_fetches,
         provider.hits["/.well-known/openid-configuration"],
