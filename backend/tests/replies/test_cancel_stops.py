@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
 from tests.support.fake_llm import FakeChatServer, Script
-from tests.support.replies import expected_reply, get_message, new_session
+from tests.support.replies import expected_reply, get_message, new_session, reply_stream
 from tests.support.sse import Event, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
@@ -71,9 +71,7 @@ async def test_cancel_closes_the_model_connection_within_the_bound(
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "go"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "go", alice) as response:
             stream = events(response)
             received = [await anext(stream) for _ in range(4)]
             assert [e.event for e in received] == ["user", "message", "delta", "delta"]
@@ -116,9 +114,7 @@ async def test_cancelled_simulated_reply_stops_growing(serve: Serve, auth: Auth)
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "stop"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "stop", alice) as response:
             stream = events(response)
             received = [await anext(stream) for _ in range(4)]
             reply_id = received[1].data["id"]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.settings import Settings
 from tests.replies.conftest import FAST, Serve
-from tests.support.replies import expected_reply, new_session
+from tests.support.replies import expected_reply, new_session, reply_stream
 from tests.support.servers import ServerProcess, serve_subprocess
 from tests.support.sse import Event, collect, events, text_of
 
@@ -44,9 +44,7 @@ async def other_process(settings: Settings) -> AsyncIterator[ServerProcess]:
 
 
 async def start(http: httpx.AsyncClient, sid: int, prompt: str, headers: dict[str, str]) -> int:
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": prompt}, headers=headers
-    ) as response:
+    async with reply_stream(http, sid, prompt, headers) as response:
         started = await collect(response, limit=2)
     reply_id: int = started[1].data["id"]
     return reply_id
@@ -63,9 +61,7 @@ async def test_rejoin_through_another_process(
     ):
         sid = await new_session(a, alice)
         first: list[Event] = []
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "hop"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "hop", alice) as response:
             async for event in events(response):
                 first.append(event)
                 if sum(e.event == "delta" for e in first) == 2:
@@ -93,9 +89,7 @@ async def test_follow_from_the_start_in_another_process(
         httpx.AsyncClient(base_url=other_process.url, timeout=20) as b,
     ):
         sid = await new_session(a, alice)
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "both"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "both", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]
@@ -129,9 +123,7 @@ async def test_cancel_through_another_process(
         httpx.AsyncClient(base_url=other_process.url, timeout=20) as b,
     ):
         sid = await new_session(a, alice)
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "stop me"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "stop me", alice) as response:
             stream = events(response)
             received = [await anext(stream), await anext(stream), await anext(stream)]
             reply_id = received[1].data["id"]
@@ -161,9 +153,7 @@ async def test_sigterm_during_generation_never_leaves_a_reply_streaming(
     async with serve_subprocess(env) as process:
         async with httpx.AsyncClient(base_url=process.url, timeout=20) as http:
             sid = await new_session(http, alice)
-            async with http.stream(
-                "POST", f"/api/sessions/{sid}/replies", json={"content": "bye"}, headers=alice
-            ) as response:
+            async with reply_stream(http, sid, "bye", alice) as response:
                 received = await collect(response, limit=4)
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean exit.
         assert await process.terminate() in {0, -signal.SIGTERM}

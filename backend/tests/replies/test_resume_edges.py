@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.replies.conftest import Serve
-from tests.support.replies import expected_reply, new_session
+from tests.support.replies import expected_reply, new_session, reply_stream
 from tests.support.sse import Event, collect, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
@@ -18,9 +18,7 @@ async def _finished_reply(
     http: httpx.AsyncClient, headers: dict[str, str]
 ) -> tuple[int, list[Event]]:
     sid = await new_session(http, headers)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "edges"}, headers=headers
-    ) as response:
+    async with reply_stream(http, sid, "edges", headers) as response:
         live = await collect(response)
     assert live[-1].event == "done"
     reply_id: int = live[1].data["id"]
@@ -81,9 +79,7 @@ async def test_streaming_reply_resumed_at_0_continues_with_text(serve: Serve, au
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "live"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "live", alice) as response:
             stream = events(response)
             await anext(stream)  # user
             started = await anext(stream)

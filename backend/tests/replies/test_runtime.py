@@ -18,7 +18,7 @@ from app.replies.live import RunningReply
 from app.replies.store import ReplyStore
 from app.replies.writer import ProgressWriter
 from tests.replies.conftest import Serve
-from tests.support.replies import new_session, wait_until_ended
+from tests.support.replies import new_session, reply_stream, wait_until_ended
 from tests.support.sse import events
 
 Auth = Callable[[str], dict[str, str]]
@@ -29,9 +29,7 @@ CANCEL_BOUND_S = 3.0
 
 async def _start_long_reply(http: httpx.AsyncClient, headers: dict[str, str]) -> int:
     sid = await new_session(http, headers)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "long"}, headers=headers
-    ) as response:
+    async with reply_stream(http, sid, "long", headers) as response:
         stream = events(response)
         await anext(stream)  # user
         reply_id: int = (await anext(stream)).data["id"]
@@ -198,9 +196,7 @@ async def test_deleting_the_session_mid_reply_stops_it_and_leaves_nothing(
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "long"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "long", alice) as response:
             stream = events(response)
             await anext(stream)  # user
             await anext(stream)  # message

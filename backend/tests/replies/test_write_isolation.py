@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
 from tests.support.fake_llm import FakeChatServer, Script
-from tests.support.replies import get_message, new_session
+from tests.support.replies import get_message, new_session, reply_stream
 from tests.support.sse import collect
 
 Auth = Callable[[str], dict[str, str]]
@@ -59,9 +59,7 @@ async def _start(
     (so the order in which the model server hands out its scripts is known)."""
     asked = len(llm.requests)
     sid = await new_session(http, alice)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": prompt}, headers=alice
-    ) as response:
+    async with reply_stream(http, sid, prompt, alice) as response:
         started = await asyncio.wait_for(collect(response, limit=2), 10)
     for _ in range(500):
         if len(llm.requests) > asked:
@@ -114,8 +112,6 @@ async def test_one_replys_unstorable_output_never_stalls_the_others(
         assert LONE_SURROGATE not in bad_final["content"]
 
         # Nothing is left retrying in the background: the same session takes a new reply.
-        async with http.stream(
-            "POST", f"/api/sessions/{bad_session}/replies", json={"content": "again"}, headers=alice
-        ) as response:
+        async with reply_stream(http, bad_session, "again", alice) as response:
             again = await asyncio.wait_for(collect(response), BOUND_S)
         assert (again[-1].event, again[-1].data["status"]) == ("done", "completed")
