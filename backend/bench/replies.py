@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,7 +35,7 @@ from app.core.security import LocalTokens
 from app.core.settings import Settings
 from bench import BenchOptions
 from bench.support.database import bench_database
-from bench.support.servers import free_port
+from bench.support.servers import free_port, uvicorn_server
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 AUTH_SECRET = "bench-secret-0123456789-0123456789-0123456789"  # noqa: S105 -- a local run
@@ -94,40 +92,6 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM: the process's resident-set high-water mark (Linux)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(600):
-            if process.poll() is not None:
-                raise RuntimeError("the server exited during start-up")
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not become healthy")
-
-
 async def one_reply(port: int, session_id: int, token: str, i: int) -> Outcome:
     """Start a reply and read its stream to the end, timing the first event, the first delta
     and the final event.
@@ -182,7 +146,6 @@ async def measure(case: ReplyCase, url: str, port: int) -> Result:
     settings = Settings(_env_file=None, auth_secret=AUTH_SECRET)
     tokens = LocalTokens(settings)
     env = {
-        **os.environ,
         "DATABASE_URL": url,
         "AUTH_SECRET": AUTH_SECRET,
         "DB_POOL_SIZE": str(case.pool),
@@ -192,21 +155,12 @@ async def measure(case: ReplyCase, url: str, port: int) -> Result:
         "SIMULATED_DELAY_MS": str(case.delay_ms),
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen(  # noqa: ASYNC220 -- starting it does not block
-        [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5",
-        ],
-        cwd=BACKEND_DIR,
-        env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(base, process)
+    async with uvicorn_server(
+        "app", "app.main:create_app", env=env, ready_path="/health", port=port, graceful_s=5
+    ) as server:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         timeout = httpx.Timeout(120, connect=60, pool=60)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as client:
             bearer = [tokens.mint(f"bench-{u}") for u in range(100)]
             users = [{"Authorization": f"Bearer {token}"} for token in bearer]
             gate = asyncio.Semaphore(20)
@@ -221,17 +175,14 @@ async def measure(case: ReplyCase, url: str, port: int) -> Result:
                     return session_id
 
             sessions = await asyncio.gather(*(new_session(i) for i in range(case.replies)))
-            cpu = cpu_seconds(process.pid)
+            cpu = server.cpu_seconds() or float("nan")
             wall = time.perf_counter()
             outcomes = await asyncio.gather(
                 *(one_reply(port, sid, bearer[i % 100], i) for i, sid in enumerate(sessions))
             )
             wall = time.perf_counter() - wall
-            cpu = cpu_seconds(process.pid) - cpu
-        rss = peak_rss_mib(process.pid)
-    finally:
-        process.terminate()
-        process.wait(30)
+            cpu = (server.cpu_seconds() or float("nan")) - cpu
+        rss = server.peak_rss_mib() or float("nan")
 
     completed = [o for o in outcomes if o.completed]
     first_event = [o.first_event for o in completed]
