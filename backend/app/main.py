@@ -94,6 +94,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry support, left on, looks the global providers up (in
+        # the environment) on every request; the service exports no telemetry, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,
