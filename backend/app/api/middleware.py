@@ -15,7 +15,8 @@ class BodySizeLimit:
     """Refuse request bodies over the limit with a 413 problem document.
 
     A declared Content-Length over the limit is refused before auth or parsing; a chunked body is
-    counted as it is read (only then are receive and send wrapped). (FastAPI's own `max_body_size` answers in text/plain, hence this.)
+    counted as it is read (only then are receive and send wrapped). FastAPI's own
+    `max_body_size` answers in text/plain, hence this.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
