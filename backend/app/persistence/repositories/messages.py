@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 import asyncpg
 from asyncpg import Record
+from pydantic import TypeAdapter
 
 from app.domain.dtos import MessageDTO, Role
 from app.domain.pagination import PageRequest
@@ -107,6 +108,9 @@ _STREAMING = Sql("SELECT id FROM messages WHERE session_id = :session_id AND sta
 STREAMING_INDEX = "uq_messages_session_id_streaming"
 
 
+_MESSAGES = TypeAdapter(list[MessageDTO])
+
+
 def _message(row: Record) -> MessageDTO:
     return MessageDTO.model_validate(dict(row))
 
@@ -150,7 +154,7 @@ class SqlMessageRepository(Repository):
         rows = await self._db.read(_LIST[page.after is not None], params)
         if not rows:
             return None
-        return [_message(row) for row in rows if row["id"] is not None]
+        return _MESSAGES.validate_python([dict(row) for row in rows if row["id"] is not None])
 
     async def start_exchange(
         self,

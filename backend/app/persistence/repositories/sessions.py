@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from asyncpg import Record
+from pydantic import TypeAdapter
 
 from app.domain.dtos import SessionDTO
 from app.domain.pagination import PageRequest
@@ -59,6 +60,9 @@ _DELETE = Sql(
 )
 
 
+_SESSIONS = TypeAdapter(list[SessionDTO])
+
+
 def _session(row: Record) -> SessionDTO:
     return SessionDTO.model_validate(dict(row))
 
@@ -82,7 +86,8 @@ class SqlSessionRepository(Repository):
         params: dict[str, Any] = {"user_id": user_id, "skip": page.skip, "limit": page.limit}
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after.at, page.after.id
-        return [_session(row) for row in await self._db.read(_LIST[page.after is not None], params)]
+        rows = await self._db.read(_LIST[page.after is not None], params)
+        return _SESSIONS.validate_python([dict(row) for row in rows])  # one call for the page
 
     async def rename(self, session_id: int, user_id: int, title: str) -> SessionDTO | None:
         params = {"session_id": session_id, "user_id": user_id, "title": title}
