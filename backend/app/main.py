@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import errors, health, messages, sessions, users
+from app.api import errors, health, messages, openapi, sessions, users
 from app.api import replies as replies_api
-from app.api.dependencies.query import reject_unknown_query
 from app.api.dependencies.services import Services
 from app.api.middleware import BodySizeLimit
 from app.core.database import ConnectParams, create_engine
 from app.core.oidc import OidcTokens
-from app.core.security import LocalTokens, TokenVerifier
+from app.core.security import LocalTokens, RememberedTokens
 from app.core.settings import Settings, get_settings
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
@@ -62,7 +61,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         sweep_s=settings.reply_sweep_s,
         coalesce_s=settings.reply_coalesce_ms / 1000,
     )
-    tokens: TokenVerifier = (
+    tokens = RememberedTokens(
         OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
     )
     replies = ReplyService(
@@ -95,7 +94,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(reject_unknown_query)],
+        # FastAPI's built-in OpenTelemetry support, left on, looks the global providers up (in
+        # the environment) on every request; the service exports no telemetry, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     errors.install(app, forget_user=known_users.forget)
+    openapi.install(app)
     for router in (health, sessions, messages, users, replies_api):
         app.include_router(router.router)
     return app

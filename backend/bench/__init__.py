@@ -42,10 +42,19 @@ class BenchOptions:
 
     duration_s: float = field(default_factory=lambda: _env_number("BENCH_DURATION_S", 10))
     warmup_s: float = field(default_factory=lambda: _env_number("BENCH_WARMUP_S", 3))
-    connections: int = field(default_factory=lambda: int(_env_number("BENCH_CONNECTIONS", 10)))
+    #: None: the benchmark's own default (10 for most, 32 for `core`, as issue #7 measured).
+    connections: int | None = field(
+        default_factory=lambda: (
+            int(os.environ["BENCH_CONNECTIONS"]) if os.environ.get("BENCH_CONNECTIONS") else None
+        )
+    )
     threads: int = field(default_factory=lambda: int(_env_number("BENCH_THREADS", 1)))
     #: Each round measures the app and the baseline once, the order flipping every round.
     rounds: int = field(default_factory=lambda: int(_env_number("BENCH_ROUNDS", 2)))
+
+    def connections_or(self, default: int) -> int:
+        """The wrk connections to open: the one asked for, else the benchmark's default."""
+        return self.connections if self.connections is not None else default
 
 
 RunFunction = Callable[[BenchOptions], Awaitable[dict[str, Any]]]

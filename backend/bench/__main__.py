@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--duration", type=float, help="seconds per run (BENCH_DURATION_S)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per target (BENCH_WARMUP_S)")
-    parser.add_argument("--connections", type=int, help="open connections (BENCH_CONNECTIONS)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="open connections (BENCH_CONNECTIONS; default: per benchmark)",
+    )
     parser.add_argument("--threads", type=int, help="load-tool threads (BENCH_THREADS)")
     parser.add_argument("--rounds", type=int, help="rounds, order flips each (BENCH_ROUNDS)")
     args = parser.parse_args(argv)
@@ -123,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
-    if options.duration_s <= 0 or options.connections < 1 or options.threads < 1:
+    too_few = options.connections is not None and options.connections < 1
+    if options.duration_s <= 0 or too_few or options.threads < 1:
         parser.error("duration, connections and threads must be positive")
     if options.rounds < 1 or options.warmup_s < 0:
         parser.error("rounds must be at least 1 and warm-up not negative")

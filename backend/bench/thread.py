@@ -2,13 +2,15 @@
 
 One session of 10,000 messages: a branch of 1,000 (the current one, root to current) and 9,000
 other messages hanging off it (nine more children under each of its messages). Two statements,
-both the app's own, through the app's engine (SQLAlchemy over asyncpg), each returning 1,000
-messages with every column the API shows:
+both the app's own, each returning 1,000 messages with every column the API shows:
 
 - `thread`: the active branch, walked up from the current message by primary key, each message
   with its `sibling_ids` (the (session_id, parent_id) index);
 - `list`: the floor, `GET /api/messages/`'s statement reading 1,000 messages by the
   `(session_id, created_at, id)` index, in order.
+
+Both run as the app runs them: compiled once, prepared, on an asyncpg connection outside any
+transaction.
 
 Each runs alone and back to back for the same time, in rounds whose order flips (ABBA), after
 a warm-up; the figure is the ratio of median latencies, thread / list. The seed is plain SQL
@@ -24,9 +26,9 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import TextClause, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+import asyncpg
 
+from app.persistence.repositories.base import Sql
 from app.persistence.repositories.messages import _LIST, _THREAD
 from bench import BenchOptions
 from bench.support.database import bench_database
@@ -71,49 +73,54 @@ def _seed_statements(subject: str) -> list[str]:
     ]
 
 
-async def _seed(conn: AsyncConnection, subject: str) -> dict[str, int]:
-    """In the caller's transaction: the rows, fresh planner statistics, and their ids."""
-    for statement in _seed_statements(subject):
-        await conn.execute(text(statement))
-    await conn.execute(text("ANALYZE messages"))
-    ids = (
-        await conn.execute(
-            text(
-                "SELECT s.id AS session_id, s.user_id FROM sessions AS s "
-                "JOIN users AS u ON u.id = s.user_id WHERE u.auth0_id = :subject"
-            ),
-            {"subject": subject},
-        )
-    ).one()
-    return {"session_id": ids.session_id, "user_id": ids.user_id}
+Connection = asyncpg.Connection  # the stubs' generic is not subscriptable at run time
+Targets = dict[str, tuple[Sql, dict[str, Any]]]
 
 
-def _targets(ids: dict[str, int]) -> dict[str, tuple[TextClause, dict[str, Any]]]:
+async def seed(conn: Connection, subject: str) -> dict[str, int]:
+    """The rows (one transaction), fresh planner statistics, and the ids the statements need."""
+    async with conn.transaction():
+        for statement in _seed_statements(subject):
+            await conn.execute(statement)
+    await conn.execute("ANALYZE messages")
+    ids = await conn.fetchrow(
+        "SELECT s.id AS session_id, s.user_id FROM sessions AS s "
+        "JOIN users AS u ON u.id = s.user_id WHERE u.auth0_id = $1",
+        subject,
+    )
+    assert ids is not None
+    return {"session_id": ids["session_id"], "user_id": ids["user_id"]}
+
+
+async def fetch(conn: Connection, statement: Sql, params: dict[str, Any]) -> list[Any]:
+    rows: list[Any] = await conn.fetch(statement.sql, *statement.args(params))
+    return rows
+
+
+def targets_for(ids: dict[str, int]) -> Targets:
     return {
         "thread": (_THREAD, {**ids, "before": None, "limit": BRANCH}),
         "list": (_LIST[False], {**ids, "skip": 0, "limit": BRANCH}),
     }
 
 
-async def _check(
-    conn: AsyncConnection, targets: dict[str, tuple[TextClause, dict[str, Any]]]
-) -> None:
+async def check(conn: Connection, targets: Targets) -> None:
     """Both read 1,000 messages; the thread's are the branch, each with its siblings."""
     for name, (statement, params) in targets.items():
-        rows = (await conn.execute(statement, params)).all()
+        rows = await fetch(conn, statement, params)
         if len(rows) != BRANCH:
             raise BenchError(f"{name}: expected {BRANCH} messages, got {len(rows)}")
-    thread = (await conn.execute(*targets["thread"])).all()
-    if thread[0].parent_id is not None or any(
-        row.parent_id != previous.id for previous, row in pairwise(thread)
+    thread = await fetch(conn, *targets["thread"])
+    if thread[0]["parent_id"] is not None or any(
+        row["parent_id"] != previous["id"] for previous, row in pairwise(thread)
     ):
         raise BenchError("thread: the rows are not one branch from the root")
-    if len(thread[1].sibling_ids) != CHILDREN_PER_BRANCH_MESSAGE + 1:
+    if len(thread[1]["sibling_ids"]) != CHILDREN_PER_BRANCH_MESSAGE + 1:
         raise BenchError(f"thread: expected {CHILDREN_PER_BRANCH_MESSAGE + 1} siblings")
 
 
 async def _time(
-    conn: AsyncConnection, statement: TextClause, params: dict[str, Any], seconds: float
+    conn: Connection, statement: Sql, params: dict[str, Any], seconds: float
 ) -> list[float]:
     """Run the statement back to back for `seconds`; each latency in milliseconds."""
     latencies: list[float] = []
@@ -121,7 +128,7 @@ async def _time(
     deadline = clock() + seconds
     while clock() < deadline or not latencies:
         started = clock()
-        (await conn.execute(statement, params)).all()
+        await fetch(conn, statement, params)
         latencies.append((clock() - started) * 1000)
     return latencies
 
@@ -135,31 +142,24 @@ def _p95(values: list[float]) -> float:
 async def run(options: BenchOptions) -> dict[str, Any]:
     subject = f"bench-thread-{uuid.uuid4().hex[:12]}"
     async with bench_database() as db:
-        engine = create_async_engine(db.url, pool_size=1, max_overflow=0)
+        conn = await db.connect()
         try:
-            async with engine.begin() as conn:
-                targets = _targets(await _seed(conn, subject))
-            async with engine.connect() as conn:
-                # As the app runs a read: its own transaction, no BEGIN or COMMIT around it.
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await _check(conn, targets)
-                for statement, params in targets.values():
-                    await _time(conn, statement, params, options.warmup_s)
-                runs: list[tuple[int, str, list[float]]] = []
-                per_target = options.duration_s / 2
-                for n in range(1, options.rounds + 1):
-                    order = ["thread", "list"] if n % 2 else ["list", "thread"]
-                    for name in order:
-                        statement, params = targets[name]
-                        runs.append((n, name, await _time(conn, statement, params, per_target)))
+            targets = targets_for(await seed(conn, subject))
+            await check(conn, targets)
+            for statement, params in targets.values():
+                await _time(conn, statement, params, options.warmup_s)
+            runs: list[tuple[int, str, list[float]]] = []
+            per_target = options.duration_s / 2
+            for n in range(1, options.rounds + 1):
+                order = ["thread", "list"] if n % 2 else ["list", "thread"]
+                for name in order:
+                    statement, params = targets[name]
+                    runs.append((n, name, await _time(conn, statement, params, per_target)))
         finally:
             try:
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        text("DELETE FROM users WHERE auth0_id = :s"), {"s": subject}
-                    )
+                await conn.execute("DELETE FROM users WHERE auth0_id = $1", subject)
             finally:
-                await engine.dispose()
+                await conn.close()
     return _summarise(options, runs)
 
 

@@ -19,7 +19,6 @@ from app.domain.errors import (
     AccountGone,
     Conflict,
     DomainError,
-    Forbidden,
     InvalidInput,
     NotFound,
     Unavailable,
@@ -35,7 +34,6 @@ _STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
-    Forbidden: 403,
     Unavailable: 503,
 }
 

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
+from app.api.routing import StrictQueryRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=StrictQueryRoute, tags=["health"])
 
 HEALTH_TIMEOUT_S = 2.0
 

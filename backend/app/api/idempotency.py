@@ -10,11 +10,9 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
-from app.api.dependencies.auth import CurrentUserId
-from app.api.dependencies.database import UnitOfWorkDep
-from app.api.dependencies.services import ServicesDep
+from app.api.dependencies.auth import Caller, CallerDep
 from app.domain.ports import UnitOfWork
-from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
+from app.domain.services.idempotency import IdempotentWrites, Replay
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -61,27 +59,20 @@ async def fingerprint(request: Request) -> str:
 class Idempotency:
     """Runs a create use case under the request's `Idempotency-Key`, if it sent one."""
 
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        user_id: int,
-        key: str | None,
-        fingerprint: str,
-        policy: IdempotencyPolicy,
-    ) -> None:
-        self._uow = uow
-        self.user_id = user_id
+    def __init__(self, caller: Caller, key: str | None, fingerprint: str) -> None:
+        self.caller = caller
         self._key = key
         self._fingerprint = fingerprint
-        self._policy = policy
 
     async def run(
         self, action: Callable[[UnitOfWork], Awaitable[T]], status_code: int = 201
     ) -> T | Response:
+        uow = self.caller.uow
         if self._key is None:
-            return await action(self._uow)
-        outcome = await IdempotentWrites(self._uow, self._policy).run(
-            self.user_id, self._key, self._fingerprint, status_code, action
+            return await action(uow)
+        policy = self.caller.services.idempotency
+        outcome = await IdempotentWrites(uow, policy).run(
+            self.caller.user_id, self._key, self._fingerprint, status_code, action
         )
         if isinstance(outcome, Replay):
             return Response(
@@ -94,14 +85,10 @@ class Idempotency:
 
 
 async def get_idempotency(
-    request: Request,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
-    services: ServicesDep,
-    key: IdempotencyKeyHeader = None,
+    request: Request, caller: CallerDep, key: IdempotencyKeyHeader = None
 ) -> Idempotency:
     digest = await fingerprint(request) if key is not None else ""
-    return Idempotency(uow, user_id, key, digest, services.idempotency)
+    return Idempotency(caller, key, digest)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -6,18 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.dependencies.auth import CurrentUserId
-from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
-from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import MessageCreateDTO, MessageDTO
 from app.domain.pagination import BIGINT_MAX
 from app.domain.services.messages import MessageService
 
 router = APIRouter(
-    prefix="/api/messages", tags=["messages"], responses=problem_responses(401, 422, 503)
+    route_class=StrictQueryRoute,
+    prefix="/api/messages",
+    tags=["messages"],
+    responses=problem_responses(401, 422, 503),
 )
 
 SessionIdQuery = Annotated[
@@ -36,7 +38,6 @@ async def create_message(
     session_id: SessionIdQuery,
     body: MessageCreateDTO,
     idempotency: IdempotencyDep,
-    services: ServicesDep,
 ) -> MessageDTO | Response:
     """Append a message to one of the caller's sessions, under its current message (the
     message's `parent_id`); it becomes the current message.
@@ -49,10 +50,10 @@ async def create_message(
     retries safe (see the header). 409 when the session already holds
     `MAX_MESSAGES_PER_SESSION` messages, or while a request with the same key is running.
     """
-    user_id = idempotency.user_id
+    caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: MessageService(uow, services.limits).add(
-            user_id,
+        lambda uow: MessageService(uow, caller.services.limits).add(
+            caller.user_id,
             session_id,
             body.role,
             body.content,
@@ -69,19 +70,16 @@ async def list_messages(
     response: Response,
     session_id: SessionIdQuery,
     page: MessagePage,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
+    caller: CallerDep,
 ) -> list[MessageDTO]:
     """Every message of the session, whatever its branch, chronological (`created_at`, then
     `id`), each with its `parent_id`. `limit` defaults to 100 (max 100); a full page carries a
     `Link: <...>; rel="next"` header. `GET /api/sessions/{id}/thread` shows one branch."""
-    result = await MessageService(uow).list(user_id, session_id, page)
+    result = await MessageService(caller.uow).list(caller.user_id, session_id, page)
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
 
 @router.get("/{message_id}", responses=problem_responses(404), summary="Get a message")
-async def get_message(
-    message_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> MessageDTO:
-    return await MessageService(uow).get(user_id, message_id)
+async def get_message(message_id: ResourceId, caller: CallerDep) -> MessageDTO:
+    return await MessageService(caller.uow).get(caller.user_id, message_id)

@@ -15,7 +15,8 @@ class BodySizeLimit:
     """Refuse request bodies over the limit with a 413 problem document.
 
     A declared Content-Length over the limit is refused before auth or parsing; a chunked body is
-    counted as it is read. (FastAPI's own `max_body_size` answers in text/plain, hence this.)
+    counted as it is read (only then are receive and send wrapped). FastAPI's own
+    `max_body_size` answers in text/plain, hence this.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
@@ -26,9 +27,18 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._reject(scope, receive, send)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.max_body_bytes:
+                await self._reject(scope, receive, send)
+                return
+            # The server holds the body to its declared length: nothing to count, and no
+            # wrapper on the response's way out (a reply's stream sends thousands of messages).
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:  # no body at all
+            await self.app(scope, receive, send)
             return
 
         received = 0

@@ -6,20 +6,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
 from app.api.dependencies.auth import PrincipalDep
 from app.api.dependencies.pagination import ResourceId
-from app.api.dependencies.services import ServicesDep
+from app.api.dependencies.services import services_of
 from app.api.errors import problem_responses
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import MessageDTO, RegenerateDTO, ReplyCreateDTO, ToolOptionsDTO
 from app.domain.language_model import ToolOptions
 from app.domain.reply_events import Position, ReplyEvent
-from app.domain.services.replies import ReplyService, StartedReply
 
-router = APIRouter(tags=["replies"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    route_class=StrictQueryRoute, tags=["replies"], responses=problem_responses(401, 422, 503)
+)
 
 EVENTS_DOC = """
 Events (`text/event-stream`), each with an `id` that is a position in the reply:
@@ -47,63 +49,27 @@ no gap, from any server process. Concatenating the `delta` texts gives the conte
 """
 
 
-async def get_reply_service(services: ServicesDep) -> ReplyService:
-    return services.replies
+# These endpoints take the verified token, not the request's unit of work: the service resolves
+# the caller inside its own short unit of work, so a stream that lives for minutes pins no
+# connection, and a reply's start costs one statement on one pooled connection.
 
-
-ReplyServiceDep = Annotated[ReplyService, Depends(get_reply_service)]
-
-
-# These endpoints take the verified token, not a request-scoped unit of work: the service
-# resolves the caller inside its own short transaction, so a stream that lives for minutes pins
-# no connection, and a reply's start costs one pooled connection, not two.
+LastEventIdHeader = Annotated[
+    str | None, Header(max_length=32, description="The id of the last event received.")
+]
+LastEventIdQuery = Annotated[
+    str | None,
+    Query(
+        alias="last_event_id",
+        max_length=32,
+        description="Same as the header, for clients that cannot set headers.",
+    ),
+]
 
 
 def tool_options(body: ToolOptionsDTO | None) -> ToolOptions | None:
     if body is None or body.tools is None:
         return None
     return ToolOptions(tuple(body.tools), body.tool_choice)
-
-
-async def start_reply(
-    session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, service: ReplyServiceDep
-) -> StartedReply:
-    # Errors (404, 409, 422, 503) are answered here, before the first byte of the stream.
-    return await service.start(
-        caller, session_id, body.content, parent=body.parent, tools=tool_options(body)
-    )
-
-
-async def regenerate_reply(
-    message_id: ResourceId,
-    caller: PrincipalDep,
-    service: ReplyServiceDep,
-    body: RegenerateDTO | None = None,
-) -> StartedReply:
-    return await service.regenerate(caller, message_id, tools=tool_options(body))
-
-
-async def find_message(
-    message_id: ResourceId, caller: PrincipalDep, service: ReplyServiceDep
-) -> MessageDTO:
-    return await service.find(caller, message_id)
-
-
-async def last_event(
-    last_event_id: Annotated[
-        str | None,
-        Header(max_length=32, description="The id of the last event received."),
-    ] = None,
-    last_event_id_query: Annotated[
-        str | None,
-        Query(
-            alias="last_event_id",
-            max_length=32,
-            description="Same as the header, for clients that cannot set headers.",
-        ),
-    ] = None,
-) -> Position:
-    return Position.parse(last_event_id if last_event_id is not None else last_event_id_query)
 
 
 def encode(event: ReplyEvent) -> bytes:
@@ -171,8 +137,13 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     "connection: if the client goes away it still completes and is saved.\n" + EVENTS_DOC,
 )
 async def create_reply(
-    started: Annotated[StartedReply, Depends(start_reply)], service: ReplyServiceDep
+    session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, request: Request
 ) -> EventSourceResponse:
+    service = services_of(request).replies
+    # Errors (404, 409, 422, 503) are answered here, before the first byte of the stream.
+    started = await service.start(
+        caller, session_id, body.content, parent=body.parent, tools=tool_options(body)
+    )
     return event_stream(service.events(started.reply, Position(), started.user_message))
 
 
@@ -189,8 +160,13 @@ async def create_reply(
     "Send `tools` again if the reply may call them.\n" + EVENTS_DOC,
 )
 async def regenerate(
-    started: Annotated[StartedReply, Depends(regenerate_reply)], service: ReplyServiceDep
+    message_id: ResourceId,
+    caller: PrincipalDep,
+    request: Request,
+    body: RegenerateDTO | None = None,
 ) -> EventSourceResponse:
+    service = services_of(request).replies
+    started = await service.regenerate(caller, message_id, tools=tool_options(body))
     return event_stream(service.events(started.reply, Position()))
 
 
@@ -203,10 +179,15 @@ async def regenerate(
     "has ended; either way the stream closes after the final event.\n" + EVENTS_DOC,
 )
 async def stream_message(
-    reply: Annotated[MessageDTO, Depends(find_message)],
-    after: Annotated[Position, Depends(last_event)],
-    service: ReplyServiceDep,
+    message_id: ResourceId,
+    caller: PrincipalDep,
+    request: Request,
+    last_event_id: LastEventIdHeader = None,
+    last_event_id_query: LastEventIdQuery = None,
 ) -> EventSourceResponse:
+    service = services_of(request).replies
+    reply = await service.find(caller, message_id)  # a foreign id is 404 whatever the position
+    after = Position.parse(last_event_id if last_event_id is not None else last_event_id_query)
     return event_stream(service.events(reply, after))
 
 
@@ -216,9 +197,9 @@ async def stream_message(
     summary="Cancel a streaming reply",
 )
 async def cancel_reply(
-    message_id: ResourceId, caller: PrincipalDep, service: ReplyServiceDep
+    message_id: ResourceId, caller: PrincipalDep, request: Request
 ) -> MessageDTO:
     """Stops generation (the model call is closed) in whichever process runs it and answers
     with the message: `cancelled`, its partial text kept. Cancelling a cancelled reply answers
     it again; a reply that already completed or failed answers 409."""
-    return await service.cancel(caller, message_id)
+    return await services_of(request).replies.cancel(caller, message_id)

@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.dependencies.auth import CurrentUserId
-from app.api.dependencies.database import UnitOfWorkDep
+from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import ResourceId, SessionPage, before_link, next_link
-from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
+from app.api.routing import StrictQueryRoute
 from app.domain.dtos import (
     ForkCreateDTO,
     SessionCreateDTO,
@@ -24,7 +23,10 @@ from app.domain.services.branches import BranchService
 from app.domain.services.sessions import SessionService
 
 router = APIRouter(
-    prefix="/api/sessions", tags=["sessions"], responses=problem_responses(401, 422, 503)
+    route_class=StrictQueryRoute,
+    prefix="/api/sessions",
+    tags=["sessions"],
+    responses=problem_responses(401, 422, 503),
 )
 
 #: A thread page: a branch may hold every message of a session.
@@ -39,16 +41,16 @@ THREAD_MAX_LIMIT = 1000
     summary="Create a session",
 )
 async def create_session(
-    body: SessionCreateDTO, idempotency: IdempotencyDep, services: ServicesDep
+    body: SessionCreateDTO, idempotency: IdempotencyDep
 ) -> SessionDTO | Response:
     """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
 
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
-    user_id = idempotency.user_id
+    caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: SessionService(uow, services.limits).create(user_id, body.title)
+        lambda uow: SessionService(uow, caller.services.limits).create(caller.user_id, body.title)
     )
 
 
@@ -57,25 +59,22 @@ async def list_sessions(
     request: Request,
     response: Response,
     page: SessionPage,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
+    caller: CallerDep,
 ) -> list[SessionDTO]:
     """The caller's sessions, most recently active first (`updated_at`, then `id`, descending).
 
     `limit` defaults to 50 (max 100). When the page is full, a `Link: <...>; rel="next"` header
     carries the cursor for the next page; `skip` is still accepted.
     """
-    result = await SessionService(uow).list(user_id, page)
+    result = await SessionService(caller.uow).list(caller.user_id, page)
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
 
 @router.get("/{session_id}", responses=problem_responses(404), summary="Get a session")
-async def get_session(
-    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> SessionDTO:
+async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
     """One of the caller's sessions, with its exact message count and current message."""
-    return await SessionService(uow).get(user_id, session_id)
+    return await SessionService(caller.uow).get(caller.user_id, session_id)
 
 
 @router.patch(
@@ -84,14 +83,14 @@ async def get_session(
     summary="Rename a session, or switch its branch",
 )
 async def update_session(
-    session_id: ResourceId, body: SessionUpdateDTO, user_id: CurrentUserId, uow: UnitOfWorkDep
+    session_id: ResourceId, body: SessionUpdateDTO, caller: CallerDep
 ) -> SessionDTO:
     """Change the title, and/or switch branch: `current_message_id` (any message of the
     session; 422 otherwise) becomes the current message, so the thread shows the branch
     through it and new messages go under it. At least one field. Counts as activity: the
     session moves to the top of the list."""
-    return await SessionService(uow).update(
-        user_id, session_id, title=body.title, current_message_id=body.current_message_id
+    return await SessionService(caller.uow).update(
+        caller.user_id, session_id, title=body.title, current_message_id=body.current_message_id
     )
 
 
@@ -101,11 +100,9 @@ async def update_session(
     responses=problem_responses(404),
     summary="Delete a session",
 )
-async def delete_session(
-    session_id: ResourceId, user_id: CurrentUserId, uow: UnitOfWorkDep
-) -> Response:
+async def delete_session(session_id: ResourceId, caller: CallerDep) -> Response:
     """Delete the session and, in the same statement (database cascade), all its messages."""
-    await SessionService(uow).delete(user_id, session_id)
+    await SessionService(caller.uow).delete(caller.user_id, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -118,8 +115,7 @@ async def get_thread(
     request: Request,
     response: Response,
     session_id: ResourceId,
-    user_id: CurrentUserId,
-    uow: UnitOfWorkDep,
+    caller: CallerDep,
     limit: Annotated[
         int, Query(ge=1, le=THREAD_MAX_LIMIT, description="Messages per page, 1..1000.")
     ] = 100,
@@ -141,7 +137,9 @@ async def get_thread(
     A page holds the newest `limit` messages of the branch (default 100, max 1000); when the
     branch goes on towards the root, a `Link: <...>; rel="next"` header continues it.
     """
-    thread = await BranchService(uow).thread(user_id, session_id, before=before, limit=limit)
+    thread = await BranchService(caller.uow).thread(
+        caller.user_id, session_id, before=before, limit=limit
+    )
     response.headers.update(before_link(request, thread.before))
     return thread.messages
 
@@ -154,10 +152,7 @@ async def get_thread(
     summary="Fork a session",
 )
 async def fork_session(
-    session_id: ResourceId,
-    idempotency: IdempotencyDep,
-    services: ServicesDep,
-    body: ForkCreateDTO | None = None,
+    session_id: ResourceId, idempotency: IdempotencyDep, body: ForkCreateDTO | None = None
 ) -> SessionDTO | Response:
     """A new session of the caller holding a copy of the branch from the root to `message_id`
     (default: the current message): new ids, same roles, contents, tokens, tool data and order.
@@ -165,9 +160,9 @@ async def fork_session(
     `MAX_SESSIONS_PER_USER` (409 beyond); 409 too while a reply on that path still streams.
     `Idempotency-Key` makes retries safe, as for creating a session."""
     fork = body or ForkCreateDTO()
-    user_id = idempotency.user_id
+    caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: BranchService(uow, services.limits).fork(
-            user_id, session_id, message_id=fork.message_id, title=fork.title
+        lambda uow: BranchService(uow, caller.services.limits).fork(
+            caller.user_id, session_id, message_id=fork.message_id, title=fork.title
         )
     )

@@ -88,6 +88,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_s,
         pool_recycle=settings.db_pool_recycle_s,
         pool_pre_ping=False,
+        # Last in, first out: a quiet period reuses the same few connections (their prepared
+        # statements are warm) and lets the rest idle out, instead of cycling through all.
+        pool_use_lifo=True,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jwt
@@ -109,4 +111,43 @@ def principal_from_claims(claims: dict[str, Any], email_claim: str = "email") ->
         email = None
     if claims.get("email_verified") is False:
         email = None
-    return Principal(subject=subject, email=email)
+    exp = claims.get("exp")
+    expires_at = float(exp) if isinstance(exp, int | float) else None
+    return Principal(subject=subject, email=email, expires_at=expires_at)
+
+
+class RememberedTokens:
+    """Remembers the tokens a verifier accepted, until they expire: a client's next request
+    costs a dictionary lookup instead of a signature check (and, in OIDC mode, a key lookup).
+
+    Bounded (least recently used entries go first). Only accepted tokens are remembered, never
+    past their `exp` (the leeway applies only when a token is verified again), so nothing is
+    accepted that the verifier would refuse, except a token signed by a key the provider has
+    since withdrawn, until it expires: JWTs cannot be revoked earlier anyway.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.verifier = verifier
+        self._capacity = capacity
+        self._clock = clock
+        self._accepted: OrderedDict[str, Principal] = OrderedDict()
+
+    async def authenticate(self, token: str) -> Principal:
+        known = self._accepted.get(token)
+        if known is not None and known.expires_at is not None:
+            if known.expires_at > self._clock():
+                self._accepted.move_to_end(token)
+                return known
+            del self._accepted[token]
+        principal = await self.verifier.authenticate(token)
+        if principal.expires_at is not None:
+            self._accepted[token] = principal
+            if len(self._accepted) > self._capacity:
+                self._accepted.popitem(last=False)
+        return principal

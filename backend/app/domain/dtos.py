@@ -100,6 +100,9 @@ class Principal:
 
     subject: str
     email: str | None = None
+    #: When the token stops being valid (seconds since the epoch): how long its verification
+    #: may be remembered.
+    expires_at: float | None = None
 
 
 class _Input(BaseModel):

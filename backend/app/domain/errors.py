@@ -50,10 +50,6 @@ class InvalidInput(DomainError, ValueError):
         self.loc = loc
 
 
-class Forbidden(DomainError):
-    title = "Forbidden"
-
-
 class Unavailable(DomainError):
     """A dependency (the database, an identity provider) cannot be reached right now."""
 

@@ -1,4 +1,4 @@
-"""The SQLAlchemy unit of work: one use case's access to PostgreSQL.
+"""The unit of work: one use case's access to PostgreSQL.
 
 The transaction rule, stated once (CONTRIBUTING.md repeats it):
 
@@ -10,21 +10,27 @@ The transaction rule, stated once (CONTRIBUTING.md repeats it):
 - A unit of work runs at most one write outside `atomic()`: a second raises, so a use case
   that grows a second write cannot silently lose its atomicity.
 
-The connection is checked out at the first statement and returned by `close()`; a unit of work
-that never touches the database never takes one.
+The connection comes from SQLAlchemy's pool at the first statement and goes back at `close()`;
+a unit of work that never touches the database never takes one. Statements run on that
+connection's asyncpg driver (compiled once by SQLAlchemy, see `repositories/base.py`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Executable, Result
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+import asyncpg
+from asyncpg import Record
+from asyncpg.transaction import Transaction
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
+from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
 from app.persistence.repositories.replies import SqlReplyRepository
@@ -33,7 +39,8 @@ from app.persistence.repositories.users import SqlUserRepository
 
 log = logging.getLogger(__name__)
 
-Params = Mapping[str, Any] | None
+#: Failures that mean the connection itself is gone (not an error the server answered with).
+CONNECTION_LOST = (asyncpg.InterfaceError, ConnectionError, OSError)
 
 
 class TransactionRuleBroken(RuntimeError):
@@ -43,8 +50,9 @@ class TransactionRuleBroken(RuntimeError):
 class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._conn: AsyncConnection | None = None
-        self._transaction: AsyncTransaction | None = None
+        self._pooled: PoolProxiedConnection | None = None
+        self._driver: asyncpg.Connection | None = None
+        self._transaction: Transaction | None = None
         self._depth = 0
         self._loose_writes = 0
         self.users = SqlUserRepository(self)
@@ -55,19 +63,18 @@ class SqlUnitOfWork:
 
     # --- what repositories call ---------------------------------------------------------------
 
-    async def read(self, statement: Executable, params: Params = None) -> Result[Any]:
+    async def read(self, statement: Sql, params: Params | None = None) -> list[Record]:
         """Run a statement that changes nothing. Outside a transaction, a connection that broke
         (the server restarted, say) is replaced and the read tried once more: it is safe."""
         try:
             return await self._execute(statement, params)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated or self._transaction is not None:
+        except CONNECTION_LOST as exc:
+            if self._transaction is not None:
                 raise
-            log.info("database connection lost; retrying the read once: %r", exc.orig)
-            await self._release()
+            log.info("database connection lost; retrying the read once: %r", exc)
             return await self._execute(statement, params)
 
-    async def write(self, statement: Executable, params: Params = None) -> Result[Any]:
+    async def write(self, statement: Sql, params: Params | None = None) -> list[Record]:
         """Run a statement that changes data. Never retried: whether a write that lost its
         connection committed cannot be known (clients retry with an `Idempotency-Key`)."""
         if self._transaction is None:
@@ -81,9 +88,9 @@ class SqlUnitOfWork:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        if self._conn is None or self._transaction is None:
+        if self._driver is None or self._transaction is None:
             raise TransactionRuleBroken("a savepoint needs an enclosing atomic() block")
-        async with self._conn.begin_nested():
+        async with self._driver.transaction():  # nested: asyncpg makes it a SAVEPOINT
             yield
 
     # --- what services call -------------------------------------------------------------------
@@ -97,12 +104,10 @@ class SqlUnitOfWork:
             finally:
                 self._depth -= 1
             return
-        conn = await self._connection()
-        if conn.in_transaction():  # SQLAlchemy's bookkeeping of earlier autocommit statements
-            await conn.commit()
-        await conn.execution_options(isolation_level="READ COMMITTED")
-        self._transaction = await conn.begin()
-        self._depth = 1
+        driver = await self._connection()
+        transaction = driver.transaction()
+        await transaction.start()
+        self._transaction, self._depth = transaction, 1
         try:
             yield
         except BaseException:
@@ -118,34 +123,53 @@ class SqlUnitOfWork:
 
     # --- internals ----------------------------------------------------------------------------
 
-    async def _execute(self, statement: Executable, params: Params) -> Result[Any]:
-        conn = await self._connection()
-        return await conn.execute(statement, dict(params) if params else None)
+    async def _execute(self, statement: Sql, params: Params | None) -> list[Record]:
+        driver = await self._connection()
+        try:
+            rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
+        except asyncpg.PostgresError:
+            raise  # the server answered: the connection is fine
+        except BaseException as exc:
+            # Lost, timed out or interrupted mid-statement: never hand this one back.
+            await self._release(broken=exc)
+            raise
+        return rows
 
-    async def _connection(self) -> AsyncConnection:
-        if self._conn is None:
-            conn = await self._engine.connect()
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = conn
-        return self._conn
+    async def _connection(self) -> asyncpg.Connection:
+        if self._driver is None:
+            pooled = await self._engine.raw_connection()
+            self._pooled, self._driver = pooled, _driver_of(pooled.dbapi_connection)
+        return self._driver
 
     async def _end(self, *, commit: bool) -> None:
         transaction, self._transaction, self._depth = self._transaction, None, 0
-        assert transaction is not None
-        assert self._conn is not None
+        if transaction is None or self._driver is None:
+            return
         try:
             if commit:
                 await transaction.commit()
             else:
                 await transaction.rollback()
-        finally:
-            if not self._conn.invalidated:
-                await self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        except BaseException as exc:
+            await self._release(broken=exc)
+            raise
 
-    async def _release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+    async def _release(self, broken: BaseException | None = None) -> None:
+        pooled, self._pooled, self._driver = self._pooled, None, None
+        self._transaction, self._depth = None, 0
+        if pooled is None:
+            return
+        if broken is not None:
+            await greenlet_spawn(pooled.invalidate, broken)
+        else:
+            await greenlet_spawn(pooled.close)
+
+
+def _driver_of(dbapi_connection: DBAPIConnection | None) -> asyncpg.Connection:
+    driver: Any = getattr(dbapi_connection, "driver_connection", None)
+    if not isinstance(driver, asyncpg.Connection):
+        raise TypeError("the unit of work needs the asyncpg driver (postgresql+asyncpg URLs)")
+    return driver
 
 
 def unit_of_work_factory(

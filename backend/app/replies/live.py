@@ -23,6 +23,8 @@ class RunningReply:
         self.message_id = message_id
         self._save = save
         self.persisted = 0
+        #: Set once the final state is being saved: no more progress appends for this reply.
+        self.ending = False
         self.done = asyncio.Event()
         self.final: MessageDTO | None = None
         self._parts: list[str] = []
@@ -80,6 +82,7 @@ class RunningReply:
             self._task.cancel()
 
     async def end(self, outcome: ReplyOutcome | None) -> None:
+        self.ending = True
         self.finish(await self._save(self.message_id, outcome) if outcome is not None else None)
 
     def finish(self, final: MessageDTO | None) -> None:

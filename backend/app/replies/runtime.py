@@ -78,6 +78,11 @@ class ReplyRuntime:
         self._background = []
         await self._listener.close()
 
+    @property
+    def active(self) -> int:
+        """Replies this process is generating now."""
+        return len(self._running)
+
     # --- the ReplyHub port --------------------------------------------------------------------
 
     @property

@@ -69,6 +69,9 @@ class ProgressWriter:
         self._flush_s = flush_s
         self._finals: list[Final] = []
         self._finals_waiting = asyncio.Event()
+        # Progress and final states never run at once: an append racing a reply's final save
+        # could otherwise store a chunk after the final state folded and removed the others.
+        self._writing = asyncio.Lock()
 
     # --- progress -----------------------------------------------------------------------------
 
@@ -82,7 +85,12 @@ class ProgressWriter:
 
     async def flush(self) -> None:
         """Append every running reply's new text; apply what the database says of each."""
-        replies = [reply for reply in list(self._running.values()) if not reply.done.is_set()]
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        # A reply that is ending is saved by the final writer, not appended to any more.
+        replies = [reply for reply in list(self._running.values()) if not reply.ending]
         if not replies:
             return
         chunks = [
@@ -91,36 +99,40 @@ class ProgressWriter:
             if reply.length > reply.persisted
         ]
         live_ids = [reply.message_id for reply in replies]
+        asked: set[int] = set()
+        states: dict[int, ReplyState] = {}
 
-        async def append(batch: Sequence[Chunk]) -> list[ReplyState]:
+        async def append(batch: Sequence[Chunk]) -> None:
             ids = live_ids if len(batch) == len(chunks) else [c.message_id for c in batch]
-            return await self._store.append(batch, ids)
+            found = await self._store.append(batch, ids)
+            asked.update(ids)
+            states.update((state.message_id, state) for state in found)
 
         async def unstorable(chunk: Chunk, exc: Exception) -> None:
             log.error("reply %s: its text cannot be stored: %r", chunk.message_id, exc)
-            reply = self._running.get(chunk.message_id)
-            if reply is not None:
+            if (reply := self._running.get(chunk.message_id)) is not None:
                 reply.stop("unstorable")
 
-        if not chunks:
-            rounds = [await self._store.append([], live_ids)]
+        if chunks:
+            await one_by_one(chunks, append, unstorable)
         else:
-            rounds = await one_by_one(chunks, append, unstorable)
+            await append([])
         ends = {chunk.message_id: chunk.start + len(chunk.text) for chunk in chunks}
         conflicted = []
-        for states in rounds:
-            for state in states:
-                reply = self._running.get(state.message_id)
-                if reply is None:
-                    continue
-                if state.status != "streaming":
-                    reply.stop("gone")  # deleted, or failed by a sweep that thought us dead
-                elif state.appended:
-                    reply.persisted = ends[state.message_id]
-                elif state.message_id in ends:
-                    conflicted.append(state.message_id)
-                if state.cancel_requested:
-                    reply.stop("cancelled")
+        for message_id in asked:
+            reply = self._running.get(message_id)
+            state = states.get(message_id)
+            if reply is None:
+                continue
+            if state is None or state.status != "streaming":
+                reply.stop("gone")  # deleted, or failed by a sweep that thought us dead
+                continue
+            if state.appended:
+                reply.persisted = ends[message_id]
+            elif message_id in ends:
+                conflicted.append(message_id)
+            if state.cancel_requested:
+                reply.stop("cancelled")
         if conflicted:  # the stored text is ahead of what we know (a commit's answer was lost)
             for message_id, persisted in (await self._store.persisted_ends(conflicted)).items():
                 if (reply := self._running.get(message_id)) is not None:
@@ -147,7 +159,8 @@ class ProgressWriter:
             if not batch:
                 continue
             try:
-                rounds = await one_by_one(batch, self._store_finals, self._keep_persisted)
+                async with self._writing:
+                    rounds = await one_by_one(batch, self._store_finals, self._keep_persisted)
             except Exception as exc:  # the database is away: keep them all, retry
                 log.warning("saving %d final reply states failed: %r", len(batch), exc)
                 self._finals = batch + self._finals

@@ -54,14 +54,17 @@ def _upgrade(url: str) -> None:
 
 
 @asynccontextmanager
-async def bench_database() -> AsyncIterator[BenchDatabase]:
+async def bench_database(*, use_database_url: bool = True) -> AsyncIterator[BenchDatabase]:
     """BENCH_DATABASE_URL, else DATABASE_URL, else an embedded server in a temporary directory.
 
     A given database is only migrated (as the app would at start-up); the caller seeds under a
     subject of its own and deletes it afterwards. An embedded one is stopped and deleted even
-    when the run is interrupted.
+    when the run is interrupted. `use_database_url=False`: ignore DATABASE_URL (the app's own
+    database, maybe busy), for measurements that need a server nobody else writes to.
     """
-    given = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    given = os.environ.get("BENCH_DATABASE_URL") or (
+        os.environ.get("DATABASE_URL") if use_database_url else None
+    )
     if given:
         db = BenchDatabase(url=async_url(given), embedded=False)
         await asyncio.to_thread(_upgrade, db.url)

@@ -1,4 +1,7 @@
-"""Real uvicorn processes on 127.0.0.1, one worker each, stopped however the run ends."""
+"""Real uvicorn processes on 127.0.0.1, one worker each, stopped however the run ends.
+
+The one launcher of server processes: the benchmarks and the tests that need a second process
+(tests/replies/test_multiprocess.py) both start servers with `uvicorn_server`."""
 
 from __future__ import annotations
 
@@ -58,6 +61,23 @@ class Server:
         # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def peak_rss_mib(self) -> float | None:
+        """The process's resident-set high-water mark (Linux /proc VmHWM), else None."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+    async def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM, as a process manager stops a server; its exit code once it has stopped."""
+        await _stop(self.process, timeout_s)
+        assert self.process.returncode is not None
+        return self.process.returncode
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -83,13 +103,13 @@ async def _wait_ready(server: Server, path: str, headers: Mapping[str, str]) -> 
     raise BenchError(f"{server.name} did not answer 200 on {path} within {START_TIMEOUT_S:.0f} s")
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process, timeout_s: float = STOP_TIMEOUT_S) -> None:
     if process.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        await asyncio.wait_for(process.wait(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -105,6 +125,8 @@ async def uvicorn_server(
     ready_path: str,
     ready_headers: Mapping[str, str] | None = None,
     factory: bool = True,
+    port: int | None = None,
+    graceful_s: float | None = None,
 ) -> AsyncIterator[Server]:
     """Serve `app` ("module:attr") with one uvicorn worker until the block exits.
 
@@ -112,7 +134,7 @@ async def uvicorn_server(
     process gets its own session so a Ctrl-C reaches us first and we stop it in order.
     """
     loop, http = event_loop_and_parser()
-    port = free_port()
+    port = port or free_port()
     fd, log_name = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
     log_path = Path(log_name)
     args = [
@@ -124,6 +146,8 @@ async def uvicorn_server(
     ]  # fmt: skip
     if factory:
         args.append("--factory")
+    if graceful_s is not None:
+        args += ["--timeout-graceful-shutdown", f"{graceful_s:g}"]
     try:
         process = await asyncio.create_subprocess_exec(
             *args,

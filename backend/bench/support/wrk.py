@@ -95,19 +95,23 @@ async def run_wrk(
     connections: int,
     threads: int,
     headers: Mapping[str, str] | None = None,
+    script: str = "",
 ) -> WrkRun:
-    """One wrk run against `url`; killed if it overruns, whatever interrupts us."""
+    """One wrk run against `url`; killed if it overruns, whatever interrupts us.
+
+    `script` is Lua run before the `done` hook: e.g. a `request()` function that varies the
+    request (wrk then calls it for every request instead of repeating one)."""
     wrk = ensure_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-wrk-", delete=False) as f:
-        f.write(DONE_HOOK)
-        script = Path(f.name)
+        f.write(script + "\n" + DONE_HOOK)
+        script_path = Path(f.name)
     args = [
         wrk,
         f"-t{threads}",
         f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         "--timeout", "5s",
-        "-s", str(script),
+        "-s", str(script_path),
     ]  # fmt: skip
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]
@@ -126,7 +130,7 @@ async def run_wrk(
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await asyncio.shield(process.wait())
-        script.unlink(missing_ok=True)  # noqa: ASYNC240 - a tiny local file
+        script_path.unlink(missing_ok=True)  # noqa: ASYNC240 - a tiny local file
     text = out.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith(MARKER)), None)
     if process.returncode != 0 or line is None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -20,41 +18,16 @@ from app.core.database import create_engine
 from app.core.settings import Settings
 from app.domain.dtos import Principal
 from app.main import create_app
-from app.persistence.unit_of_work import SqlUnitOfWork, TransactionRuleBroken
+from app.persistence.repositories.base import Sql
+from app.persistence.unit_of_work import (
+    SqlUnitOfWork,
+    TransactionRuleBroken,
+    unit_of_work_factory,
+)
+from bench.support.roundtrips import RoundTrips
 
 Auth = Callable[[str], dict[str, str]]
-
-
-@contextmanager
-def round_trips() -> Iterator[Counter[str]]:
-    """Count what asyncpg sends, by kind: `query` (an execution of a prepared statement),
-    `prepare` (the first use of a statement on a connection) and `simple` (BEGIN, COMMIT,
-    ROLLBACK and other plain commands)."""
-    counts: Counter[str] = Counter()
-    prepared = asyncpg.prepared_stmt.PreparedStatement
-    originals = {
-        (asyncpg.Connection, "execute"): "simple",
-        (asyncpg.Connection, "prepare"): "prepare",
-        (prepared, "fetch"): "query",
-        (prepared, "fetchrow"): "query",
-        (prepared, "fetchval"): "query",
-    }
-    saved = {key: getattr(*key) for key in originals}
-
-    def counting(kind: str, method: Any) -> Any:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            counts[kind] += 1
-            return await method(*args, **kwargs)
-
-        return wrapper
-
-    for (cls, name), kind in originals.items():
-        setattr(cls, name, counting(kind, saved[(cls, name)]))
-    try:
-        yield counts
-    finally:
-        for (cls, name), method in saved.items():
-            setattr(cls, name, method)
+BACKEND_PID = Sql("SELECT pg_backend_pid() AS pid")
 
 
 async def _seeded(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, int]:
@@ -82,28 +55,23 @@ async def test_warm_requests_cost_one_round_trip_each(
     ]
     for method, url, body in requests:
         await client.request(method, url, json=body, headers=alice)  # warm: statements prepared
-        with round_trips() as counts:
+        with RoundTrips().installed() as trips:
             response = await client.request(method, url, json=body, headers=alice)
         assert response.status_code in {200, 201}, response.text
-        assert counts == Counter(query=1), (method, url, counts)
+        assert trips.counts == Counter(statements=1), (method, url, trips.counts)
 
 
 async def test_a_new_caller_costs_a_lookup_once(client: httpx.AsyncClient, auth: Auth) -> None:
     bob = auth("bob")
     await client.get("/api/sessions/", headers=bob)  # provisions bob
-    with round_trips() as counts:
+    with RoundTrips().installed() as trips:
         await client.get("/api/sessions/", headers=bob)
-    assert counts["query"] == 1
-    assert counts["simple"] == 0  # no BEGIN / COMMIT / ROLLBACK
+    assert trips.counts["statements"] == 1
+    assert trips.counts["simple"] == 0  # no BEGIN / COMMIT / ROLLBACK
 
 
-@asynccontextmanager
-async def _uow(engine: AsyncEngine) -> AsyncIterator[SqlUnitOfWork]:
-    uow = SqlUnitOfWork(engine)
-    try:
-        yield uow
-    finally:
-        await uow.close()
+def _uow(engine: AsyncEngine) -> AbstractAsyncContextManager[SqlUnitOfWork]:
+    return unit_of_work_factory(engine)()
 
 
 async def _titles(engine: AsyncEngine) -> list[str]:
@@ -159,14 +127,14 @@ async def test_a_read_survives_a_dropped_connection(settings: Settings) -> None:
     try:
         user_id = await _user(engine, "dropped")
         async with _uow(engine) as uow:
-            pid = (await uow.read(text("SELECT pg_backend_pid()"))).scalar_one()
+            pid = (await uow.read(BACKEND_PID))[0]["pid"]
         killer = create_engine(settings)
         async with killer.begin() as conn:
             await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await killer.dispose()
         async with _uow(engine) as uow:
             assert await uow.sessions.session_count(user_id) == 0
-            new_pid = (await uow.read(text("SELECT pg_backend_pid()"))).scalar_one()
+            new_pid = (await uow.read(BACKEND_PID))[0]["pid"]
         assert new_pid != pid
     finally:
         await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -9,25 +10,22 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
+
+from app.persistence.repositories.messages import _THREAD
+from bench.support.database import BenchDatabase
+from bench.support.roundtrips import RoundTrips
 
 Auth = Callable[[str], dict[str, str]]
 
 
 @contextmanager
-def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+def count_statements() -> Iterator[list[str]]:
+    """The statements sent to PostgreSQL, as the driver sees them."""
+    with RoundTrips().installed() as trips:
+        yield trips.statements
 
 
 async def _seed(client: httpx.AsyncClient, headers: dict[str, str], sessions: int) -> None:
@@ -51,7 +49,7 @@ async def test_listing_sessions_costs_the_same_for_3_or_40_sessions(
 
     counts = []
     for headers, expected in ((few, 3), (many, 40)):
-        with count_statements(engine) as statements:
+        with count_statements() as statements:
             response = await client.get("/api/sessions/?limit=100", headers=headers)
         assert len(response.json()) == expected
         assert all(s["message_count"] == 2 for s in response.json())
@@ -66,7 +64,7 @@ async def test_adding_a_message_is_one_statement(
 ) -> None:
     alice = auth("alice")
     session = await client.post("/api/sessions/", json={"title": "t"}, headers=alice)
-    with count_statements(engine) as statements:
+    with count_statements() as statements:
         response = await client.post(
             f"/api/messages/?session_id={session.json()['id']}",
             json={"role": "user", "content": "hi"},
@@ -157,15 +155,15 @@ def _scans(plan: Any) -> list[tuple[str, str, str | None]]:
 
 
 async def test_the_thread_of_a_long_branch_is_one_statement_by_index(
-    client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine
+    client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine, migrated_url: str
 ) -> None:
     """1,000 messages of a 10,000-message session: one statement, walked up by primary key,
     siblings found by the (session_id, parent_id) index; no scan of the session's messages."""
     sid = await _seed_tree(engine)
     trees = auth("trees")
     url = f"/api/sessions/{sid}/thread?limit={BRANCH}"
-    await client.get(url, headers=trees)  # warm: the caller is known
-    with count_statements(engine) as statements:
+    await client.get(url, headers=trees)  # warm: the caller is known, the statement prepared
+    with count_statements() as statements:
         response = await client.get(url, headers=trees)
     assert len(statements) == 1, statements
     branch = response.json()
@@ -177,14 +175,16 @@ async def test_the_thread_of_a_long_branch_is_one_statement_by_index(
     assert branch[1]["sibling_ids"][0] == branch[1]["id"]  # the chain's message is the oldest
     assert "link" not in response.headers  # the branch starts at the root
 
-    from app.persistence.repositories.messages import _THREAD
-
-    params = {"session_id": sid, "user_id": 1, "before": None, "limit": BRANCH}
-    async with engine.connect() as conn:
-        explained = (
-            await conn.execute(text(f"EXPLAIN (FORMAT JSON) {_THREAD.text}"), params)
-        ).scalar_one()
-    scans = _scans(explained)
+    conn = await BenchDatabase(url=migrated_url, embedded=False).connect()
+    try:
+        user_id = await conn.fetchval("SELECT user_id FROM sessions WHERE id = $1", sid)
+        params = {"session_id": sid, "user_id": user_id, "before": None}
+        explained = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) {_THREAD.sql}", *_THREAD.args({**params, "limit": BRANCH})
+        )
+    finally:
+        await conn.close()
+    scans = _scans(json.loads(explained))
     # The walk: unique lookups by id (the primary key, or the (session_id, id) key for the
     # anchor); the siblings: the (session_id, parent_id) index.
     used = {index for _, table, index in scans if table == "messages"}

@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from app.domain.language_model import PromptMessage
 from app.llm.simulated import simulated_text
-from tests.api.test_hot_path import round_trips
+from bench.support.roundtrips import RoundTrips
 from tests.replies.conftest import Serve
 from tests.support.replies import get_message, new_session, wait_until_ended
 from tests.support.sse import Event, collect, events, text_of
@@ -280,37 +279,22 @@ async def test_a_warm_reply_start_is_one_statement(serve: Serve, auth: Auth) -> 
     """Warm, a reply's start is one statement: no BEGIN, no COMMIT (statements of this
     process's progress writer and sweep, which may run meanwhile, are told apart)."""
     server = await serve(simulated_delay_ms=1000, reply_flush_ms=10_000)
-    engine = server.app.state.services.engine
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        statement = str(args[2])
-        if "reply_chunks (message_id" not in statement and "advisory" not in statement:
-            seen.append(statement)
-
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        started = []
         for prompt in ("warm-up", "counted"):
-            seen.clear()
-            event.listen(engine.sync_engine, "before_cursor_execute", record)
-            try:
-                with round_trips() as counts:
-                    async with http.stream(
-                        "POST",
-                        f"/api/sessions/{sid}/replies",
-                        json={"content": prompt},
-                        headers=alice,
-                    ) as response:
-                        started = await collect(response, limit=2)
-            finally:
-                event.remove(engine.sync_engine, "before_cursor_execute", record)
+            with RoundTrips().installed() as trips:
+                async with http.stream(
+                    "POST", f"/api/sessions/{sid}/replies", json={"content": prompt}, headers=alice
+                ) as response:
+                    started = await collect(response, limit=2)
             reply_id = started[1].data["id"]
             await http.post(f"/api/messages/{reply_id}/cancel", headers=alice)
             await wait_until_ended(http, reply_id, alice)
+        background = ("INSERT INTO reply_chunks", "advisory")
+        seen = [s for s in trips.statements if not any(b in s for b in background)]
         assert len(seen) == 1, seen
-        assert counts["simple"] == 0, counts  # no BEGIN, COMMIT or ROLLBACK
+        assert trips.counts["simple"] == 0, trips.counts  # no BEGIN, COMMIT or ROLLBACK
         assert "FOR NO KEY UPDATE" in seen[0]
         assert "INSERT INTO messages" in seen[0]
         assert (await get_message(http, reply_id, alice))["status"] == "cancelled"

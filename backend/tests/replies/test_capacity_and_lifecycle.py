@@ -13,7 +13,7 @@ from app.domain.services.replies import SHUTDOWN_ERROR
 from app.persistence.repositories.replies import LOCK_NAMESPACE
 from app.replies.liveness import ORPHAN_ERROR
 from tests.replies.conftest import Serve
-from tests.support.replies import expected_reply, new_session
+from tests.support.replies import expected_reply, new_session, reply_stream
 from tests.support.sse import collect, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
@@ -47,9 +47,7 @@ async def test_200_concurrent_replies_complete_with_a_pool_of_5(
         async def one(i: int) -> tuple[str, str]:
             nonlocal streaming
             headers, sid = sessions[i]
-            async with http.stream(
-                "POST", f"/api/sessions/{sid}/replies", json={"content": f"q{i}"}, headers=headers
-            ) as response:
+            async with reply_stream(http, sid, f"q{i}", headers) as response:
                 received = []
                 async for event in events(response):
                     received.append(event)
@@ -133,9 +131,7 @@ async def test_shutdown_marks_unfinished_replies_failed(
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "long"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "long", alice) as response:
             received = await collect(response, limit=4)
     await server.shutdown()
     status, content, error = await status_of(engine, received[1].data["id"])
@@ -152,9 +148,7 @@ async def test_shutdown_lets_replies_finish_within_the_grace_period(
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "short"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "short", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]

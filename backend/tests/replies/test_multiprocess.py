@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
@@ -13,14 +14,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.settings import Settings
+from bench.support.servers import Server, uvicorn_server
 from tests.replies.conftest import FAST, Serve
-from tests.support.replies import expected_reply, new_session
-from tests.support.servers import ServerProcess, serve_subprocess
+from tests.support.replies import expected_reply, new_session, reply_stream
 from tests.support.sse import Event, collect, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
 
 SLOW = {"simulated_delay_ms": 15.0, "simulated_tokens": 40}
+
+
+def serve_subprocess(env: dict[str, str]) -> AbstractAsyncContextManager[Server]:
+    """A second server process on the same database."""
+    return uvicorn_server(
+        "other", "app.main:create_app", env=env, ready_path="/health", graceful_s=2
+    )
 
 
 def process_env(settings: Settings, **overrides: object) -> dict[str, str]:
@@ -38,22 +46,20 @@ def process_env(settings: Settings, **overrides: object) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-async def other_process(settings: Settings) -> AsyncIterator[ServerProcess]:
+async def other_process(settings: Settings) -> AsyncIterator[Server]:
     async with serve_subprocess(process_env(settings)) as process:
         yield process
 
 
 async def start(http: httpx.AsyncClient, sid: int, prompt: str, headers: dict[str, str]) -> int:
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": prompt}, headers=headers
-    ) as response:
+    async with reply_stream(http, sid, prompt, headers) as response:
         started = await collect(response, limit=2)
     reply_id: int = started[1].data["id"]
     return reply_id
 
 
 async def test_rejoin_through_another_process(
-    serve: Serve, other_process: ServerProcess, auth: Auth
+    serve: Serve, other_process: Server, auth: Auth
 ) -> None:
     here = await serve(**SLOW)
     alice = auth("alice")
@@ -63,9 +69,7 @@ async def test_rejoin_through_another_process(
     ):
         sid = await new_session(a, alice)
         first: list[Event] = []
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "hop"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "hop", alice) as response:
             async for event in events(response):
                 first.append(event)
                 if sum(e.event == "delta" for e in first) == 2:
@@ -84,7 +88,7 @@ async def test_rejoin_through_another_process(
 
 
 async def test_follow_from_the_start_in_another_process(
-    serve: Serve, other_process: ServerProcess, auth: Auth
+    serve: Serve, other_process: Server, auth: Auth
 ) -> None:
     here = await serve(**SLOW)
     alice = auth("alice")
@@ -93,9 +97,7 @@ async def test_follow_from_the_start_in_another_process(
         httpx.AsyncClient(base_url=other_process.url, timeout=20) as b,
     ):
         sid = await new_session(a, alice)
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "both"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "both", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]
@@ -120,7 +122,7 @@ async def collect_rest(stream: AsyncIterator[Event]) -> list[Event]:
 
 
 async def test_cancel_through_another_process(
-    serve: Serve, other_process: ServerProcess, auth: Auth
+    serve: Serve, other_process: Server, auth: Auth
 ) -> None:
     here = await serve(simulated_delay_ms=20, simulated_tokens=1000)
     alice = auth("alice")
@@ -129,9 +131,7 @@ async def test_cancel_through_another_process(
         httpx.AsyncClient(base_url=other_process.url, timeout=20) as b,
     ):
         sid = await new_session(a, alice)
-        async with a.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "stop me"}, headers=alice
-        ) as response:
+        async with reply_stream(a, sid, "stop me", alice) as response:
             stream = events(response)
             received = [await anext(stream), await anext(stream), await anext(stream)]
             reply_id = received[1].data["id"]
@@ -161,12 +161,10 @@ async def test_sigterm_during_generation_never_leaves_a_reply_streaming(
     async with serve_subprocess(env) as process:
         async with httpx.AsyncClient(base_url=process.url, timeout=20) as http:
             sid = await new_session(http, alice)
-            async with http.stream(
-                "POST", f"/api/sessions/{sid}/replies", json={"content": "bye"}, headers=alice
-            ) as response:
+            async with reply_stream(http, sid, "bye", alice) as response:
                 received = await collect(response, limit=4)
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean exit.
-        assert await process.terminate() in {0, -signal.SIGTERM}
+        assert await process.terminate(timeout_s=30) in {0, -signal.SIGTERM}
     async with engine.connect() as conn:
         row = (
             await conn.execute(

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
 from tests.support.fake_llm import FakeChatServer, Script
-from tests.support.replies import get_message, new_session, wait_until_ended
+from tests.support.replies import get_message, new_session, reply_stream, wait_until_ended
 from tests.support.sse import collect, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
@@ -40,9 +40,7 @@ def openai_settings(llm: FakeChatServer) -> dict[str, Any]:
 
 
 async def reply(http: httpx.AsyncClient, sid: int, content: str, alice: dict[str, str]) -> Any:
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": content}, headers=alice
-    ) as response:
+    async with reply_stream(http, sid, content, alice) as response:
         return await collect(response)
 
 
@@ -178,9 +176,7 @@ async def test_cancel_closes_the_model_call(
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "go"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "go", alice) as response:
             stream = events(response)
             received = [await anext(stream), await anext(stream), await anext(stream)]
             assert received[2].event == "delta"

@@ -18,7 +18,7 @@ from app.replies.live import RunningReply
 from app.replies.store import ReplyStore
 from app.replies.writer import ProgressWriter
 from tests.replies.conftest import Serve
-from tests.support.replies import new_session, wait_until_ended
+from tests.support.replies import new_session, reply_stream, wait_until_ended
 from tests.support.sse import events
 
 Auth = Callable[[str], dict[str, str]]
@@ -29,9 +29,7 @@ CANCEL_BOUND_S = 3.0
 
 async def _start_long_reply(http: httpx.AsyncClient, headers: dict[str, str]) -> int:
     sid = await new_session(http, headers)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "long"}, headers=headers
-    ) as response:
+    async with reply_stream(http, sid, "long", headers) as response:
         stream = events(response)
         await anext(stream)  # user
         reply_id: int = (await anext(stream)).data["id"]
@@ -191,3 +189,30 @@ async def test_a_final_state_the_database_refuses_keeps_the_stored_text(
     assert (refused.status, refused.content, refused.error) == ("failed", "kept", UNSTORABLE_ERROR)
     assert refused.finish_reason == "error"
     assert (fine.status, fine.content) == ("completed", "kept all")
+
+
+async def test_deleting_the_session_mid_reply_stops_it_and_leaves_nothing(
+    serve: Serve, auth: Auth, engine: AsyncEngine
+) -> None:
+    server = await serve(simulated_tokens=1000, simulated_delay_ms=20, reply_flush_ms=50)
+    alice = auth("alice")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        sid = await new_session(http, alice)
+        async with reply_stream(http, sid, "long", alice) as response:
+            stream = events(response)
+            await anext(stream)  # user
+            await anext(stream)  # message
+            await anext(stream)  # a first delta
+            assert (await http.delete(f"/api/sessions/{sid}", headers=alice)).status_code == 204
+            last = [event async for event in stream][-1]
+        assert last.event == "error"
+        assert last.data["detail"] == "the message was deleted"
+    runtime = server.app.state.reply_runtime
+    for _ in range(100):  # the generating task notices at its next progress round
+        if runtime.active == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert runtime.active == 0
+    async with engine.connect() as conn:
+        for table in ("messages", "reply_chunks"):
+            assert (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 0

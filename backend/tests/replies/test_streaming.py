@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from tests.replies.conftest import Serve
-from tests.support.replies import expected_reply, get_message, new_session, wait_until_ended
+from tests.support.replies import (
+    expected_reply,
+    get_message,
+    new_session,
+    reply_stream,
+    wait_until_ended,
+)
 from tests.support.sse import Event, collect, events, text_of
 
 Auth = Callable[[str], dict[str, str]]
@@ -17,9 +23,7 @@ Auth = Callable[[str], dict[str, str]]
 async def test_reply_streams_then_is_saved_with_usage(http: httpx.AsyncClient, auth: Auth) -> None:
     alice = auth("alice")
     sid = await new_session(http, alice)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "Plan my trip"}, headers=alice
-    ) as response:
+    async with reply_stream(http, sid, "Plan my trip", alice) as response:
         received = await collect(response)
 
     user, started, *deltas, done = received
@@ -57,9 +61,7 @@ async def test_a_second_reply_sees_the_conversation(http: httpx.AsyncClient, aut
     sid = await new_session(http, alice)
     finals = []
     for prompt in ("first question", "first question"):
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": prompt}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, prompt, alice) as response:
             finals.append((await collect(response))[-1].data)
     # The simulated model hashes the whole prompt: same question, different history.
     assert finals[0]["content"] != finals[1]["content"]
@@ -71,9 +73,7 @@ async def test_generation_does_not_depend_on_the_client(serve: Serve, auth: Auth
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "go on"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "go on", alice) as response:
             stream = events(response)
             await anext(stream)  # user
             reply_id = (await anext(stream)).data["id"]
@@ -89,9 +89,7 @@ async def test_rejoin_after_disconnect_continues_exactly(serve: Serve, auth: Aut
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
         first: list[Event] = []
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "tell me"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "tell me", alice) as response:
             async for event in events(response):
                 first.append(event)
                 if sum(e.event == "delta" for e in first) == 3:
@@ -114,9 +112,7 @@ async def test_rejoin_after_disconnect_continues_exactly(serve: Serve, auth: Aut
 async def test_finished_reply_replays_and_closes(http: httpx.AsyncClient, auth: Auth) -> None:
     alice = auth("alice")
     sid = await new_session(http, alice)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "hello"}, headers=alice
-    ) as response:
+    async with reply_stream(http, sid, "hello", alice) as response:
         live = await collect(response)
     reply_id = live[1].data["id"]
     content = live[-1].data["content"]
@@ -146,9 +142,7 @@ async def test_bad_last_event_id_is_422(
 ) -> None:
     alice = auth("alice")
     sid = await new_session(http, alice)
-    async with http.stream(
-        "POST", f"/api/sessions/{sid}/replies", json={"content": "x"}, headers=alice
-    ) as response:
+    async with reply_stream(http, sid, "x", alice) as response:
         reply_id = (await collect(response))[1].data["id"]
     response = await http.get(
         f"/api/messages/{reply_id}/stream", headers={**alice, "Last-Event-ID": last_event_id}
@@ -162,9 +156,7 @@ async def test_partial_text_is_visible_while_streaming(serve: Serve, auth: Auth)
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "slow"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "slow", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]
@@ -186,9 +178,7 @@ async def test_one_reply_at_a_time_per_session(serve: Serve, auth: Auth) -> None
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
         other = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "one"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "one", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]
@@ -202,9 +192,7 @@ async def test_one_reply_at_a_time_per_session(serve: Serve, auth: Auth) -> None
             assert problem["running_message_id"] == reply_id
             assert str(reply_id) in problem["detail"]
             # Other sessions are not blocked.
-            async with http.stream(
-                "POST", f"/api/sessions/{other}/replies", json={"content": "x"}, headers=alice
-            ) as parallel:
+            async with reply_stream(http, other, "x", alice) as parallel:
                 assert parallel.status_code == 200
                 started = await collect(parallel, limit=2)
                 assert started[1].data["status"] == "streaming"
@@ -214,9 +202,7 @@ async def test_one_reply_at_a_time_per_session(serve: Serve, auth: Auth) -> None
             assert cancelled.json()["status"] == "cancelled"
         listed = (await http.get(f"/api/messages/?session_id={sid}", headers=alice)).json()
         assert [m["content"] for m in listed if m["role"] == "user"] == ["one"], "409 saved nothing"
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "three"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "three", alice) as response:
             started = await collect(response, limit=2)
         assert started[1].data["status"] == "streaming"
         await http.post(f"/api/messages/{started[1].data['id']}/cancel", headers=alice)
@@ -227,9 +213,7 @@ async def test_other_users_and_missing_messages_are_404(serve: Serve, auth: Auth
     alice, bob = auth("alice"), auth("bob")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with http.stream(
-            "POST", f"/api/sessions/{sid}/replies", json={"content": "mine"}, headers=alice
-        ) as response:
+        async with reply_stream(http, sid, "mine", alice) as response:
             stream = events(response)
             await anext(stream)
             reply_id = (await anext(stream)).data["id"]

@@ -38,21 +38,25 @@ class Probe:
     url: Callable[[Alice], str]
     status: int
     body: dict[str, Any] | None = None
-    check: Callable[[httpx.Response, Alice], None] | None = None
+    #: Called with bob's response, alice's ids and bob's own user id.
+    check: Callable[[httpx.Response, Alice, int], None] | None = None
     #: For routes taking an id: the same URL with an id nobody has, to compare the 404s.
     missing_url: str | None = None
 
 
-def _lists_none_of_alices(response: httpx.Response, alice: Alice) -> None:
+def _lists_none_of_alices(response: httpx.Response, alice: Alice, _: int) -> None:
     assert alice.session_id not in {item["id"] for item in response.json()}
 
 
-def _is_bob(response: httpx.Response, _: Alice) -> None:
+def _is_bob(response: httpx.Response, _: Alice, bob_id: int) -> None:
+    assert response.json()["id"] == bob_id
     assert response.json()["subject"] == "bob"
     assert response.json()["session_count"] == 0
 
 
-def _owned_by_bob(response: httpx.Response, alice: Alice) -> None:
+def _owned_by_bob(response: httpx.Response, alice: Alice, bob_id: int) -> None:
+    """The owner is what matters, not the id: the new session must be bob's."""
+    assert response.json()["user_id"] == bob_id
     assert response.json()["id"] != alice.session_id
 
 
@@ -182,14 +186,16 @@ async def test_bob_cannot_touch_alices_data(
     client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine, method: str, path: str
 ) -> None:
     alice = await _alice(client, auth)
-    await client.get("/api/users/me", headers=auth("bob"))
+    bob = await client.get("/api/users/me", headers=auth("bob"))
+    assert bob.status_code == 200
+    bob_id: int = bob.json()["id"]
     before = await _snapshot(engine)
     probe = MATRIX[(method, path)]
 
     response = await client.request(method, probe.url(alice), json=probe.body, headers=auth("bob"))
     assert response.status_code == probe.status, response.text
     if probe.check is not None:
-        probe.check(response, alice)
+        probe.check(response, alice, bob_id)
     if probe.missing_url is not None:
         missing = await client.request(
             method, probe.missing_url, json=probe.body, headers=auth("bob")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -23,6 +24,15 @@ async def new_session(client: httpx.AsyncClient, headers: Headers) -> int:
 def expected_reply(prompt: str, tokens: int) -> str:
     """What the simulated model answers to `prompt` as a session's first message."""
     return simulated_text([PromptMessage("user", prompt)], tokens)
+
+
+def reply_stream(
+    client: httpx.AsyncClient, session_id: int, content: str, headers: Headers
+) -> AbstractAsyncContextManager[httpx.Response]:
+    """Start a reply and hold its stream: `POST /api/sessions/{id}/replies`, streamed."""
+    return client.stream(
+        "POST", f"/api/sessions/{session_id}/replies", json={"content": content}, headers=headers
+    )
 
 
 async def get_message(client: httpx.AsyncClient, message_id: int, headers: Headers) -> Any:

@@ -30,11 +30,15 @@ class Services:
     replies: ReplyService
 
 
-async def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services = request.app.state.services
     if not isinstance(services, Services):  # only an app not built by create_app gets here
         raise RuntimeError("app.state.services is not set: build the app with create_app()")
     return services
+
+
+async def get_services(request: Request) -> Services:
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -12,8 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import TextClause, text
-from sqlalchemy.exc import IntegrityError
+import asyncpg
+from asyncpg import Record
+from pydantic import TypeAdapter
 
 from app.domain.dtos import MessageDTO, SessionDTO, ThreadMessageDTO, ToolCall
 from app.domain.language_model import PromptMessage
@@ -27,7 +28,7 @@ from app.domain.ports import (
     ThreadPage,
     UnansweredCall,
 )
-from app.persistence.repositories.base import Repository
+from app.persistence.repositories.base import Repository, Sql, first
 from app.persistence.repositories.sessions import SESSION_COLUMNS
 
 
@@ -60,7 +61,7 @@ RETURNED = ", ".join(FIELDS)
 # lock, the snapshot cannot see it (the locked row is the only thing read at its newest): the
 # probe says `stale`, nothing is written, and the caller runs the statement again holding the
 # session's lock first, in a transaction that sees it.
-_ADD = text(
+_ADD = Sql(
     f"""
     WITH RECURSIVE locked AS (
         SELECT id, current_message_id FROM sessions
@@ -104,7 +105,7 @@ _ADD = text(
     FROM probe LEFT JOIN added ON true
     """
 )
-_GET = text(
+_GET = Sql(
     f"""
     SELECT {columns("m")} FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
     WHERE m.id = :message_id AND s.user_id = :user_id
@@ -112,11 +113,11 @@ _GET = text(
 )
 
 
-def _list_sql(after: bool) -> TextClause:
+def _list_sql(after: bool) -> Sql:
     # Ownership and the page in one statement: no row at all means no such session; a row with
     # NULLs, an empty page.
     cursor = "AND (m.created_at, m.id) > (:after_at, :after_id)" if after else ""
-    return text(
+    return Sql(
         f"""
         SELECT {columns("p")}
         FROM sessions AS s LEFT JOIN LATERAL (
@@ -143,7 +144,7 @@ def _siblings(m: str) -> str:
 
 
 # The branch ending at the current message (or above `before`), walked up by primary key.
-_THREAD = text(
+_THREAD = Sql(
     f"""
     WITH RECURSIVE s AS (
         SELECT sessions.id,
@@ -173,7 +174,7 @@ _ELIGIBLE = (
 )
 
 
-def _exchange_sql(locked: str, anchor: str) -> TextClause:
+def _exchange_sql(locked: str, anchor: str) -> Sql:
     """A reply's start, in one statement: lock the session (`locked`, which yields its `id` and
     whatever `anchor` needs), add the user message (when there is a prompt) under the anchor and
     the `streaming` reply under that, make the reply current, count both, and read the context:
@@ -182,7 +183,7 @@ def _exchange_sql(locked: str, anchor: str) -> TextClause:
     The partial unique index on streaming replies refuses a second one in the session: the
     statement then fails as a whole, nothing written. An anchor the snapshot cannot see is
     reported (`unseen`) and nothing is written (see `_ADD` on stale snapshots)."""
-    return text(
+    return Sql(
         f"""
         WITH RECURSIVE locked AS ({locked}
         ), anchor AS (
@@ -204,11 +205,13 @@ def _exchange_sql(locked: str, anchor: str) -> TextClause:
                 anchor.parent_id IS NULL AND CAST(:prompt AS text) IS NULL AS nothing_to_continue
             FROM anchor
         ), ready AS (
-            SELECT * FROM probe WHERE NOT unseen AND NOT nothing_to_continue
+            -- One time for the exchange, read after the lock: both rows share it (ids order
+            -- them), as the session's new activity time.
+            SELECT probe.*, clock_timestamp() AS at FROM probe
+            WHERE NOT unseen AND NOT nothing_to_continue
         ), asked AS (
             INSERT INTO messages (session_id, parent_id, role, content, created_at)
-            SELECT ready.session_id, ready.parent_id, 'user', CAST(:prompt AS text),
-                   clock_timestamp()
+            SELECT ready.session_id, ready.parent_id, 'user', CAST(:prompt AS text), ready.at
             FROM ready WHERE CAST(:prompt AS text) IS NOT NULL
             RETURNING {RETURNED}
         ), reply AS (
@@ -216,7 +219,7 @@ def _exchange_sql(locked: str, anchor: str) -> TextClause:
                                   model, created_at)
             SELECT ready.session_id, coalesce((SELECT asked.id FROM asked), ready.parent_id),
                    'assistant', '', 'streaming', CAST(:worker_key AS integer),
-                   CAST(:model AS varchar), clock_timestamp()
+                   CAST(:model AS varchar), ready.at
             FROM ready
             RETURNING {RETURNED}
         ), moved AS (
@@ -255,13 +258,13 @@ _REGENERATE = _exchange_sql(
     FOR NO KEY UPDATE OF s""",
     "locked.anchor_id",
 )
-_STREAMING = text("SELECT id FROM messages WHERE session_id = :session_id AND status = 'streaming'")
+_STREAMING = Sql("SELECT id FROM messages WHERE session_id = :session_id AND status = 'streaming'")
 STREAMING_INDEX = "uq_messages_session_id_streaming"
 
 # A fork's copy: the path from the root to `end_id`, into the (new, empty) target session, in
 # order. New ids are drawn from the identity sequence and handed out in ascending order along the
 # path, so each copy's parent is older than it (parent_id < id), as in the original.
-_COPY = text(
+_COPY = Sql(
     f"""
     WITH RECURSIVE path AS (
         SELECT m.*, 1 AS depth FROM messages AS m
@@ -299,8 +302,12 @@ _COPY = text(
 )
 
 
-def _message(row: Any) -> MessageDTO:
-    return MessageDTO.model_validate(row, from_attributes=True)
+_MESSAGES = TypeAdapter(list[MessageDTO])
+_THREAD_MESSAGES = TypeAdapter(list[ThreadMessageDTO])
+
+
+def _message(row: Record) -> MessageDTO:
+    return MessageDTO.model_validate(dict(row))
 
 
 def _context(items: list[dict[str, Any]] | None) -> list[PromptMessage]:
@@ -337,17 +344,17 @@ class SqlMessageRepository(Repository):
             "tool_call_id": call_id,
             "call": json.dumps([{"id": call_id}]) if call_id is not None else None,
         }
-        row = (await self._db.write(_ADD, params)).first()
+        row = first(await self._db.write(_ADD, params))
         if row is None:
             return None
-        if row.id is not None:
+        if row["id"] is not None:
             return _message(row)
-        if row.stale:
+        if row["stale"]:
             return "stale"
-        return UnansweredCall(row.answered_by)
+        return UnansweredCall(row["answered_by"])
 
     async def get(self, message_id: int, user_id: int) -> MessageDTO | None:
-        row = (await self._db.read(_GET, {"message_id": message_id, "user_id": user_id})).first()
+        row = first(await self._db.read(_GET, {"message_id": message_id, "user_id": user_id}))
         return _message(row) if row is not None else None
 
     async def list(
@@ -361,24 +368,22 @@ class SqlMessageRepository(Repository):
         }
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after.at, page.after.id
-        rows = (await self._db.read(_LIST[page.after is not None], params)).all()
+        rows = await self._db.read(_LIST[page.after is not None], params)
         if not rows:
             return None
-        return [_message(row) for row in rows if row.id is not None]
+        return _MESSAGES.validate_python([dict(row) for row in rows if row["id"] is not None])
 
     async def thread(
         self, session_id: int, user_id: int, *, before: int | None, limit: int
     ) -> ThreadPage | None:
         params = {"session_id": session_id, "user_id": user_id, "before": before, "limit": limit}
-        rows = (await self._db.read(_THREAD, params)).all()
+        rows = await self._db.read(_THREAD, params)
         if not rows:
             return None
-        messages = [
-            ThreadMessageDTO.model_validate(row, from_attributes=True)
-            for row in rows
-            if row.id is not None
-        ]
-        return ThreadPage(messages, before_found=rows[0].before_found)
+        messages = _THREAD_MESSAGES.validate_python(
+            [dict(row) for row in rows if row["id"] is not None]  # one call for the page
+        )
+        return ThreadPage(messages, before_found=rows[0]["before_found"])
 
     async def start_exchange(
         self,
@@ -434,37 +439,37 @@ class SqlMessageRepository(Repository):
         return found
 
     async def _exchange(
-        self, statement: TextClause, params: dict[str, Any]
+        self, statement: Sql, params: dict[str, Any]
     ) -> Exchange | Literal["busy", "unseen", "nothing_to_continue"] | None:
         try:
-            rows = (await self._db.write(statement, params)).all()
-        except IntegrityError as exc:
-            if STREAMING_INDEX in str(exc.orig):
+            rows = await self._db.write(statement, params)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == STREAMING_INDEX:
                 return "busy"
             raise
         if not rows:
             return None
-        if rows[0].unseen:
+        if rows[0]["unseen"]:
             return "unseen"
-        if rows[0].nothing_to_continue:
+        if rows[0]["nothing_to_continue"]:
             return "nothing_to_continue"
-        user_row = next((row for row in rows if row.role == "user"), None)
-        reply_row = next(row for row in rows if row.role == "assistant")
+        user_row = next((row for row in rows if row["role"] == "user"), None)
+        reply_row = next(row for row in rows if row["role"] == "assistant")
         return Exchange(
             _message(user_row) if user_row is not None else None,
             _message(reply_row),
-            _context(rows[0].context),
+            _context(rows[0]["context"]),
         )
 
     async def copy_path(
         self, source_id: int, end_id: int, target_id: int
     ) -> SessionDTO | Literal["streaming"]:
         params = {"source_id": source_id, "end_id": end_id, "target_id": target_id}
-        row = (await self._db.write(_COPY, params)).one()
-        if row.streaming:
+        (row,) = await self._db.write(_COPY, params)
+        if row["streaming"]:
             return "streaming"
-        return SessionDTO.model_validate(row, from_attributes=True)
+        return SessionDTO.model_validate({k: v for k, v in row.items() if k != "streaming"})
 
     async def streaming_in_session(self, session_id: int) -> int | None:
-        running: int | None = (await self._db.read(_STREAMING, {"session_id": session_id})).scalar()
-        return running
+        row = first(await self._db.read(_STREAMING, {"session_id": session_id}))
+        return row["id"] if row is not None else None

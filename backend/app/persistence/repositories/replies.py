@@ -10,15 +10,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import BigInteger, Integer, Text
+from asyncpg import Record
 
 from app.domain.dtos import MessageDTO, MessageStatus, ToolCall
 from app.domain.reply_runtime import ReplyOutcome
 from app.domain.services.replies import UNSTORABLE_ERROR
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
-from app.persistence.repositories.base import Repository
+from app.persistence.repositories.base import Repository, Sql, first
 from app.persistence.repositories.messages import FIELDS, columns
 
 #: First key of our two-key advisory locks, so they cannot clash with other applications'.
@@ -32,10 +30,11 @@ _PERSISTED = (
 # Append each reply's new text as a row (never rewriting what is stored), for the replies still
 # streaming; report every live reply's state, so a cancel flag is seen even when its NOTIFY was
 # missed. A conflict means the chunk is already there (a commit whose answer was lost).
-_APPEND = text(
+_APPEND = Sql(
     f"""
     WITH batch AS (
-        SELECT * FROM unnest(:chunk_ids, :starts, :texts) AS b(message_id, start_offset, text)
+        SELECT * FROM unnest(CAST(:chunk_ids AS bigint[]), CAST(:starts AS integer[]),
+                             CAST(:texts AS text[])) AS b(message_id, start_offset, text)
     ), appended AS (
         INSERT INTO reply_chunks (message_id, start_offset, text)
         SELECT b.message_id, b.start_offset, b.text FROM batch AS b
@@ -46,27 +45,24 @@ _APPEND = text(
     SELECT m.id, m.status, m.cancel_requested,
            m.id IN (SELECT message_id FROM appended) AS appended,
            (SELECT count(*) FROM notified) AS notifications
-    FROM messages AS m WHERE m.id = ANY(:live_ids)
+    FROM messages AS m WHERE m.id = ANY(CAST(:live_ids AS bigint[]))
     """
-).bindparams(
-    bindparam("chunk_ids", type_=ARRAY(BigInteger)),
-    bindparam("starts", type_=ARRAY(Integer)),
-    bindparam("texts", type_=ARRAY(Text)),
-    bindparam("live_ids", type_=ARRAY(BigInteger)),
 )
-_PERSISTED_ENDS = text(
+_PERSISTED_ENDS = Sql(
     "SELECT message_id, max(start_offset + char_length(text)) AS persisted FROM reply_chunks "
-    "WHERE message_id = ANY(:ids) GROUP BY message_id"
-).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+    "WHERE message_id = ANY(CAST(:ids AS bigint[])) GROUP BY message_id"
+)
 # The final states, batched like progress: under load one statement ends many replies. A NULL
 # content means "what was persisted" (the text could not be stored as it was); a NULL model, the
 # one recorded when the reply started.
-_FINISH = text(
+_FINISH = Sql(
     f"""
     WITH v AS (
-        SELECT * FROM unnest(:ids, :statuses, :contents, :tokens, :inputs, :errors, :finishes,
-                             :models, :calls)
-            AS v(id, status, content, tokens, input_tokens, error, finish_reason, model, calls)
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:contents AS text[]),
+            CAST(:tokens AS integer[]), CAST(:inputs AS integer[]), CAST(:errors AS text[]),
+            CAST(:finishes AS text[]), CAST(:models AS text[]), CAST(:calls AS text[])
+        ) AS v(id, status, content, tokens, input_tokens, error, finish_reason, model, calls)
     ), finished AS (
         UPDATE messages AS m
         SET status = v.status,
@@ -81,19 +77,9 @@ _FINISH = text(
     ), notified AS ({notify_ids_sql("channel", "finished", "id")})
     SELECT finished.*, (SELECT count(*) FROM notified) AS notifications FROM finished
     """
-).bindparams(
-    bindparam("ids", type_=ARRAY(BigInteger)),
-    bindparam("statuses", type_=ARRAY(Text)),
-    bindparam("contents", type_=ARRAY(Text)),
-    bindparam("tokens", type_=ARRAY(Integer)),
-    bindparam("inputs", type_=ARRAY(Integer)),
-    bindparam("errors", type_=ARRAY(Text)),
-    bindparam("finishes", type_=ARRAY(Text)),
-    bindparam("models", type_=ARRAY(Text)),
-    bindparam("calls", type_=ARRAY(Text)),
 )
 # What a follower in another process reads: the text after its offset, and whether it ended.
-_TAIL = text(
+_TAIL = Sql(
     """
     SELECT m.status, CASE WHEN m.status = 'streaming'
         THEN (SELECT string_agg(substr(c.text, greatest(:offset - c.start_offset, 0) + 1), ''
@@ -104,8 +90,8 @@ _TAIL = text(
     FROM messages AS m WHERE m.id = :id
     """
 )
-_GET = text(f"SELECT {columns('m')} FROM messages AS m WHERE m.id = :id")
-_CANCEL = text(
+_GET = Sql(f"SELECT {columns('m')} FROM messages AS m WHERE m.id = :id")
+_CANCEL = Sql(
     """
     WITH flagged AS (
         UPDATE messages SET cancel_requested = true WHERE id = :id AND status = 'streaming'
@@ -119,7 +105,7 @@ _CANCEL = text(
 # function, so PostgreSQL runs it once, as written: one try-lock per distinct key (released when
 # this statement's transaction ends). Our own key is held by our listener session, so a pooled
 # session never gets it. The partial text is kept.
-_SWEEP = text(
+_SWEEP = Sql(
     f"""
     WITH orphaned AS (
         SELECT key FROM (
@@ -144,6 +130,10 @@ _SWEEP = text(
 
 def _calls(calls: Sequence[ToolCall]) -> str | None:
     return json.dumps([call.model_dump(mode="json") for call in calls]) if calls else None
+
+
+def _message(row: Record) -> MessageDTO:
+    return MessageDTO.model_validate(dict(row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +163,14 @@ class SqlReplyRepository(Repository):
             "channel": REPLY_PROGRESS,
         }
         rows = await self._db.write(_APPEND, params)
-        return [ReplyState(row.id, row.status, row.cancel_requested, row.appended) for row in rows]
+        return [
+            ReplyState(row["id"], row["status"], row["cancel_requested"], row["appended"])
+            for row in rows
+        ]
 
     async def persisted_ends(self, message_ids: Sequence[int]) -> dict[int, int]:
         rows = await self._db.read(_PERSISTED_ENDS, {"ids": list(message_ids)})
-        return {row.message_id: row.persisted for row in rows}
+        return {row["message_id"]: row["persisted"] for row in rows}
 
     async def finish(
         self, outcomes: Sequence[tuple[int, ReplyOutcome | None]]
@@ -197,20 +190,19 @@ class SqlReplyRepository(Repository):
             "channel": REPLY_PROGRESS,
         }
         rows = await self._db.write(_FINISH, params)
-        return {row.id: MessageDTO.model_validate(row, from_attributes=True) for row in rows}
+        return {row["id"]: _message(row) for row in rows}
 
     async def tail(self, message_id: int, offset: int) -> tuple[MessageStatus, str] | None:
-        row = (await self._db.read(_TAIL, {"id": message_id, "offset": offset})).first()
-        return (row.status, row.tail or "") if row is not None else None
+        row = first(await self._db.read(_TAIL, {"id": message_id, "offset": offset}))
+        return (row["status"], row["tail"] or "") if row is not None else None
 
     async def get(self, message_id: int) -> MessageDTO | None:
-        row = (await self._db.read(_GET, {"id": message_id})).first()
-        return MessageDTO.model_validate(row, from_attributes=True) if row is not None else None
+        row = first(await self._db.read(_GET, {"id": message_id}))
+        return _message(row) if row is not None else None
 
     async def request_cancel(self, message_id: int) -> bool:
-        result = await self._db.write(_CANCEL, {"id": message_id, "channel": REPLY_CANCEL})
-        return result.first() is not None
+        return bool(await self._db.write(_CANCEL, {"id": message_id, "channel": REPLY_CANCEL}))
 
     async def fail_orphans(self, error: str) -> list[int]:
         params = {"namespace": LOCK_NAMESPACE, "error": error, "channel": REPLY_PROGRESS}
-        return [row.id for row in await self._db.write(_SWEEP, params)]
+        return [row["id"] for row in await self._db.write(_SWEEP, params)]

@@ -1,29 +1,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, text
+from asyncpg import Record
+from pydantic import TypeAdapter
 
 from app.domain.dtos import SessionDTO
 from app.domain.pagination import PageRequest
 from app.domain.ports import ForkSource
-from app.persistence.models import ChatSession, User
-from app.persistence.repositories.base import Repository, keyset
+from app.persistence.repositories.base import Repository, Sql, first
 
 SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
 _COLUMNS = SESSION_COLUMNS
-_SELECT = select(
-    ChatSession.id,
-    ChatSession.user_id,
-    ChatSession.title,
-    ChatSession.message_count,
-    ChatSession.created_at,
-    ChatSession.updated_at,
-    ChatSession.current_message_id,
+_GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
+_SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
+_MESSAGE_COUNT = Sql(
+    "SELECT message_count FROM sessions WHERE id = :session_id AND user_id = :user_id"
 )
 
+
+def _list_sql(after: bool) -> Sql:
+    # Most recently active first; `(updated_at, id)` is a total order, so cursors never skip.
+    cursor = "AND (updated_at, id) < (:after_at, :after_id)" if after else ""
+    return Sql(
+        f"SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {cursor} "
+        "ORDER BY updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
+    )
+
+
+_LIST = {False: _list_sql(False), True: _list_sql(True)}
+
 # The owner's counter and the insert in one statement: the user row's lock makes the quota exact.
-_ADD = text(
+_ADD = Sql(
     f"""
     WITH owner AS (
         UPDATE users SET session_count = session_count + 1
@@ -36,7 +45,7 @@ _ADD = text(
 )
 # Rename and/or switch branch. The new current message must be one of the session's (the
 # composite foreign key would refuse another's too, but as an error, not as "no such row").
-_UPDATE = text(
+_UPDATE = Sql(
     f"""
     UPDATE sessions
     SET title = coalesce(CAST(:title AS varchar), title),
@@ -49,12 +58,12 @@ _UPDATE = text(
     RETURNING {_COLUMNS}
     """
 )
-_LOCK = text(
+_LOCK = Sql(
     "SELECT id FROM sessions WHERE id = :session_id AND user_id = :user_id FOR NO KEY UPDATE"
 )
 # KEY SHARE: the session cannot be deleted until the fork commits, while appends (NO KEY
 # UPDATE) go on.
-_FORK_SOURCE = text(
+_FORK_SOURCE = Sql(
     """
     SELECT s.title,
         CASE WHEN CAST(:message_id AS bigint) IS NULL THEN s.current_message_id ELSE m.id END
@@ -66,7 +75,7 @@ _FORK_SOURCE = text(
     FOR KEY SHARE OF s
     """
 )
-_DELETE = text(
+_DELETE = Sql(
     """
     WITH gone AS (
         DELETE FROM sessions WHERE id = :session_id AND user_id = :user_id RETURNING user_id
@@ -78,35 +87,34 @@ _DELETE = text(
 )
 
 
-def _session(row: object) -> SessionDTO:
-    return SessionDTO.model_validate(row, from_attributes=True)
+_SESSIONS = TypeAdapter(list[SessionDTO])
+
+
+def _session(row: Record) -> SessionDTO:
+    return SessionDTO.model_validate(dict(row))
 
 
 class SqlSessionRepository(Repository):
     async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
         params = {"user_id": user_id, "title": title, "max_sessions": max_sessions}
-        row = (await self._db.write(_ADD, params)).first()
+        row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
 
     async def session_count(self, user_id: int) -> int | None:
-        stmt = select(User.session_count).where(User.id == user_id)
-        count: int | None = (await self._db.read(stmt)).scalar()
-        return count
+        row = first(await self._db.read(_SESSION_COUNT, {"user_id": user_id}))
+        return row["session_count"] if row is not None else None
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None:
-        stmt = _SELECT.where(ChatSession.id == session_id, ChatSession.user_id == user_id)
-        row = (await self._db.read(stmt)).first()
+        params = {"session_id": session_id, "user_id": user_id}
+        row = first(await self._db.read(_GET, params))
         return _session(row) if row is not None else None
 
     async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        stmt = keyset(
-            _SELECT.where(ChatSession.user_id == user_id),
-            page,
-            ChatSession.updated_at,
-            ChatSession.id,
-            descending=True,
-        )
-        return [_session(row) for row in await self._db.read(stmt)]
+        params: dict[str, Any] = {"user_id": user_id, "skip": page.skip, "limit": page.limit}
+        if page.after is not None:
+            params["after_at"], params["after_id"] = page.after.at, page.after.id
+        rows = await self._db.read(_LIST[page.after is not None], params)
+        return _SESSIONS.validate_python([dict(row) for row in rows])  # one call for the page
 
     async def update(
         self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
@@ -117,27 +125,25 @@ class SqlSessionRepository(Repository):
             "title": title,
             "current": current_message_id,
         }
-        row = (await self._db.write(_UPDATE, params)).first()
+        row = first(await self._db.write(_UPDATE, params))
         return _session(row) if row is not None else None
 
     async def lock(self, session_id: int, user_id: int) -> bool:
         params = {"session_id": session_id, "user_id": user_id}
-        return (await self._db.read(_LOCK, params)).first() is not None
+        return bool(await self._db.read(_LOCK, params))
 
     async def fork_source(
         self, session_id: int, user_id: int, message_id: int | None
     ) -> ForkSource | None:
         params = {"session_id": session_id, "user_id": user_id, "message_id": message_id}
-        row = (await self._db.read(_FORK_SOURCE, params)).first()
-        return ForkSource(row.title, row.end_id, row.found) if row is not None else None
+        row = first(await self._db.read(_FORK_SOURCE, params))
+        return ForkSource(row["title"], row["end_id"], row["found"]) if row is not None else None
 
     async def delete(self, session_id: int, user_id: int) -> bool:
         params = {"session_id": session_id, "user_id": user_id}
-        return (await self._db.write(_DELETE, params)).first() is not None
+        return bool(await self._db.write(_DELETE, params))
 
     async def message_count(self, session_id: int, user_id: int) -> int | None:
-        stmt = select(ChatSession.message_count).where(
-            ChatSession.id == session_id, ChatSession.user_id == user_id
-        )
-        count: int | None = (await self._db.read(stmt)).scalar()
-        return count
+        params = {"session_id": session_id, "user_id": user_id}
+        row = first(await self._db.read(_MESSAGE_COUNT, params))
+        return row["message_count"] if row is not None else None
