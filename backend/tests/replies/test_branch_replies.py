@@ -3,12 +3,15 @@ and the simulated model's tool loop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.language_model import PromptMessage
 from app.llm.simulated import simulated_text
@@ -298,3 +301,46 @@ async def test_a_warm_reply_start_is_one_statement(serve: Serve, auth: Auth) -> 
         assert "FOR NO KEY UPDATE" in seen[0]
         assert "INSERT INTO messages" in seen[0]
         assert (await get_message(http, reply_id, alice))["status"] == "cancelled"
+
+
+async def test_a_reply_start_that_waited_for_the_session_sees_what_was_appended(
+    http: httpx.AsyncClient, auth: Auth, engine: AsyncEngine
+) -> None:
+    """A start takes its snapshot, then waits for the session's lock while an append commits:
+    the locked row names the new message, which the snapshot cannot see. The start runs again
+    holding the lock: the reply goes under the new message and the model sees it."""
+    alice = auth("alice")
+    sid = await new_session(http, alice)
+    first = await http.post(
+        f"/api/messages/?session_id={sid}", json={"role": "user", "content": "m"}, headers=alice
+    )
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        sneaked = await conn.scalar(
+            text(
+                "WITH m AS (INSERT INTO messages (session_id, parent_id, role, content) "
+                "SELECT id, current_message_id, 'user', 'sneaked in' FROM sessions WHERE id = :s "
+                "RETURNING id, created_at) "
+                "UPDATE sessions SET current_message_id = m.id, updated_at = m.created_at, "
+                "message_count = message_count + 1 FROM m WHERE sessions.id = :s RETURNING m.id"
+            ),
+            {"s": sid},
+        )
+        started = asyncio.create_task(reply(http, sid, alice, content="q"))
+        async with engine.connect() as watcher:
+            for _ in range(500):  # bounded: until the start waits for our lock
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%FOR NO KEY UPDATE%'"
+                    )
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting, "the reply's start never waited for the session"
+        await transaction.commit()
+    received = await asyncio.wait_for(started, 20)
+    user, done = received[0].data, received[-1].data
+    assert user["parent_id"] == sneaked != first.json()["id"]
+    assert done["content"] == answer(("user", "m"), ("user", "sneaked in"), ("user", "q"))

@@ -182,7 +182,9 @@ class FakeSessions(FakeRepository):
         return session
 
     async def lock(self, session_id: int, user_id: int) -> bool:
-        return await self.get(session_id, user_id) is not None
+        assert self.uow.in_transaction, "a lock outside atomic() is released at once"
+        self.uow.locked = await self.get(session_id, user_id) is not None
+        return self.uow.locked
 
     async def fork_source(
         self, session_id: int, user_id: int, message_id: int | None
@@ -240,6 +242,16 @@ def _eligible(m: MessageDTO) -> bool:
 
 
 class FakeMessages(FakeRepository):
+    #: How many of the next appends and reply starts report a stale snapshot (as PostgreSQL's
+    #: would when the session's current message was committed while they waited for its lock).
+    stale_next = 0
+
+    def _stale(self) -> bool:
+        if FakeMessages.stale_next and not self.uow.locked:
+            FakeMessages.stale_next -= 1
+            return True
+        return False
+
     def _insert(
         self, session_id: int, role: Role, content: str, parent_id: int | None, **fields: object
     ) -> MessageDTO:
@@ -274,6 +286,8 @@ class FakeMessages(FakeRepository):
         session = self.uow.sessions.room(session_id, user_id, 1, max_messages)
         if session is None:
             return None
+        if message.tool_call_id is not None and self._stale():
+            return "stale"
         parent = session.current_message_id
         if message.tool_call_id is not None:
             answered_by = None
@@ -373,6 +387,8 @@ class FakeMessages(FakeRepository):
         )
         if session is None:
             return None
+        if parent == "current" and session.current_message_id is not None and self._stale():
+            return "stale"
         anchor = session.current_message_id if parent == "current" else parent
         if anchor is not None:
             found = self.store.messages.get(anchor)
@@ -514,6 +530,8 @@ class FakeUnitOfWork:
         self.loose_writes = 0
         #: atomic() blocks that committed.
         self.transactions = 0
+        #: A session is locked (until the transaction ends).
+        self.locked = False
         self._depth = 0
 
     def write(self) -> None:
@@ -538,7 +556,12 @@ class FakeUnitOfWork:
             raise
         finally:
             self._depth = 0
+            self.locked = False
         self.transactions += 1
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
 
 def unit_of_work_factory(store: Store) -> UnitOfWorkFactory:

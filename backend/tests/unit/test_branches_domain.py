@@ -3,9 +3,11 @@ branch, the thread, forks, and where replies go."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from app.domain.dtos import MessageDTO, Principal
+from app.domain.dtos import MessageDTO, Principal, ToolCallIn
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.rules import Limits
 from app.domain.services.branches import BranchService
@@ -14,6 +16,7 @@ from app.domain.services.replies import ReplyService
 from app.domain.services.sessions import SessionService
 from tests.unit.fakes import (
     FakeHub,
+    FakeMessages,
     FakeUnitOfWork,
     ScriptedProvider,
     Store,
@@ -245,3 +248,37 @@ async def test_regeneration_answers_the_same_parent_and_becomes_current() -> Non
     limited, _ = _replies(store, Limits(max_messages_per_session=3))
     with pytest.raises(Conflict, match="maximum"):
         await limited.regenerate(ALICE, first.reply.id)
+
+
+@pytest.fixture
+def stale_once() -> Iterator[None]:
+    FakeMessages.stale_next = 1
+    yield
+    FakeMessages.stale_next = 0
+
+
+@pytest.mark.usefixtures("stale_once")
+async def test_a_stale_reply_start_runs_again_holding_the_session() -> None:
+    store = Store()
+    uow = FakeUnitOfWork(store)
+    sid, (a,) = await _chain(uow, "a")
+    service, _hub = _replies(store)
+    started = await service.start(ALICE, sid, "q")
+    assert started.user_message is not None
+    assert started.user_message.parent_id == a.id
+    assert FakeMessages.stale_next == 0  # the first try was stale, the second held the lock
+    assert store.sessions[sid].message_count == 3
+
+
+@pytest.mark.usefixtures("stale_once")
+async def test_a_stale_tool_result_runs_again_in_one_transaction() -> None:
+    uow = FakeUnitOfWork()
+    sid, _ = await _chain(uow, "q")
+    call = ToolCallIn.model_validate({"id": "c1", "function": {"name": "f", "arguments": "{}"}})
+    FakeMessages.stale_next = 0
+    await MessageService(uow).add(1, sid, "assistant", None, tool_calls=[call])
+    FakeMessages.stale_next = 1
+    before = (uow.loose_writes, uow.transactions)
+    result = await MessageService(uow).add(1, sid, "tool", "r", tool_call_id="c1")
+    assert result.tool_call_id == "c1"
+    assert (uow.loose_writes, uow.transactions) == (before[0] + 1, before[1] + 1)
