@@ -41,6 +41,7 @@ from app.persistence.repositories.users import SqlUserRepository
 
 log = logging.getLogger(__name__)
 
+
 class TransactionRuleBroken(RuntimeError):
     """A second write outside `atomic()`: a programming error, never a client's."""
 
