@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,7 +25,7 @@ from app.domain.services.users import KnownUsers
 from app.llm import build_provider
 from app.persistence.channels import USER_DELETED
 from app.persistence.listener import Listener
-from app.persistence.unit_of_work import unit_of_work_factory
+from app.persistence.unit_of_work import SqlUnitOfWork, unit_of_work_factory
 from app.replies import ReplyRuntime
 
 DESCRIPTION = """
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.services = Services(
         settings=settings,
         engine=engine,
-        uow_factory=uow_factory,
+        new_uow=partial(SqlUnitOfWork, engine),
         tokens=tokens,
         limits=limits,
         known_users=known_users,

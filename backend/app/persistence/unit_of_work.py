@@ -10,9 +10,11 @@ The transaction rule, stated once (CONTRIBUTING.md repeats it):
 - A unit of work runs at most one write outside `atomic()`: a second raises, so a use case
   that grows a second write cannot silently lose its atomicity.
 
-The connection comes from SQLAlchemy's pool at the first statement and goes back at `close()`;
-a unit of work that never touches the database never takes one. Statements run on that
-connection's asyncpg driver (compiled once by SQLAlchemy, see `repositories/base.py`).
+A connection is taken from SQLAlchemy's pool for each statement outside `atomic()` (and given
+back as soon as it has answered) or for a whole `atomic()` block: a unit of work never holds
+one between its statements, whatever its caller awaits meanwhile, and needs no closing to give
+it back. Statements run on the connection's asyncpg driver (compiled once by SQLAlchemy, see
+`repositories/base.py`).
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ from app.persistence.repositories.users import SqlUserRepository
 
 log = logging.getLogger(__name__)
 
-#: Failures that mean the connection itself is gone (not an error the server answered with).
-CONNECTION_LOST = (asyncpg.InterfaceError, ConnectionError, OSError)
-
 
 class TransactionRuleBroken(RuntimeError):
     """A second write outside `atomic()`: a programming error, never a client's."""
@@ -55,6 +54,7 @@ class SqlUnitOfWork:
         self._transaction: Transaction | None = None
         self._depth = 0
         self._loose_writes = 0
+        self._lost = False
         self.users = SqlUserRepository(self)
         self.sessions = SqlSessionRepository(self)
         self.messages = SqlMessageRepository(self)
@@ -68,8 +68,8 @@ class SqlUnitOfWork:
         (the server restarted, say) is replaced and the read tried once more: it is safe."""
         try:
             return await self._execute(statement, params)
-        except CONNECTION_LOST as exc:
-            if self._transaction is not None:
+        except Exception as exc:
+            if self._transaction is not None or not self._lost:
                 raise
             log.info("database connection lost; retrying the read once: %r", exc)
             return await self._execute(statement, params)
@@ -116,7 +116,8 @@ class SqlUnitOfWork:
         await self._end(commit=True)
 
     async def close(self) -> None:
-        """Hand the connection back to the pool (rolling back anything left open)."""
+        """Roll back a transaction left open (its block was never exited) and hand its
+        connection back; otherwise there is nothing to do."""
         if self._transaction is not None:
             await self._end(commit=False)
         await self._release()
@@ -125,14 +126,20 @@ class SqlUnitOfWork:
 
     async def _execute(self, statement: Sql, params: Params | None) -> list[Record]:
         driver = await self._connection()
+        self._lost = False
         try:
             rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
-        except asyncpg.PostgresError:
-            raise  # the server answered: the connection is fine
         except BaseException as exc:
-            # Lost, timed out or interrupted mid-statement: never hand this one back.
-            await self._release(broken=exc)
+            # An error the server answered with leaves the connection fine; a lost, timed out
+            # or interrupted one (or the server ending the session) is never handed back.
+            self._lost = not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
+            if self._lost:
+                await self._release(broken=exc)
+            elif self._transaction is None:
+                await self._release()
             raise
+        if self._transaction is None:
+            await self._release()
         return rows
 
     async def _connection(self) -> asyncpg.Connection:
@@ -153,6 +160,7 @@ class SqlUnitOfWork:
         except BaseException as exc:
             await self._release(broken=exc)
             raise
+        await self._release()
 
     async def _release(self, broken: BaseException | None = None) -> None:
         pooled, self._pooled, self._driver = self._pooled, None, None

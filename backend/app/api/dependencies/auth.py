@@ -9,7 +9,6 @@ scheme in the OpenAPI document that a security dependency would otherwise have d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -46,17 +45,16 @@ class Caller:
     services: Services
 
 
-async def get_caller(request: Request) -> AsyncIterator[Caller]:
+async def get_caller(request: Request) -> Caller:
     """Verify the token (before any connection is taken), then resolve the user: warm, from the
-    per-process cache with no round trip; cold, looked up or provisioned."""
+    per-process cache with no round trip; cold, looked up or provisioned. The unit of work
+    holds no connection between statements, so there is nothing to close after the endpoint:
+    its last statement already gave the connection back, before the response is sent."""
     services = services_of(request)
     principal = await services.tokens.authenticate(bearer_token(request))
-    async with services.uow_factory() as uow:
-        user_id = await UserService(uow, services.known_users).resolve(principal)
-        yield Caller(user_id, uow, services)
+    uow = services.new_uow()
+    user_id = await UserService(uow, services.known_users).resolve(principal)
+    return Caller(user_id, uow, services)
 
 
-# scope="function": the unit of work's connection goes back to the pool when the endpoint
-# returns, before the response is sent; with the default, a client's next request could arrive
-# while the previous one still held its connection, forcing the pool to open another.
-CallerDep = Annotated[Caller, Depends(get_caller, scope="function")]
+CallerDep = Annotated[Caller, Depends(get_caller)]

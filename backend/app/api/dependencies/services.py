@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.security import TokenVerifier
 from app.core.settings import Settings
-from app.domain.ports import UnitOfWorkFactory
+from app.domain.ports import UnitOfWork
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
 from app.domain.services.replies import ReplyService
@@ -22,7 +23,8 @@ from app.domain.services.users import KnownUsers
 class Services:
     settings: Settings
     engine: AsyncEngine
-    uow_factory: UnitOfWorkFactory
+    #: A unit of work for one request (it takes a connection per statement, so nothing to close).
+    new_uow: Callable[[], UnitOfWork]
     tokens: TokenVerifier
     limits: Limits
     known_users: KnownUsers
