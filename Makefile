@@ -14,7 +14,7 @@ SUB ?=
 FUZZ_EXAMPLES ?= 300
 
 .PHONY: help uv install dev serve test lint format migrate migrate-create migrate-rollback \
-	migrate-check token psql bench fuzz
+	migrate-check token psql db-stop bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ token: install ## print a development bearer token: make token SUB=alice
 
 psql: install ## open psql on the service's database
 	$(RUN) agent-stack psql
+
+db-stop: install ## stop the embedded PostgreSQL (e.g. one left by a crashed server)
+	$(RUN) agent-stack db-stop
 
 fuzz: install ## schemathesis, deeper than in `make test`: make fuzz FUZZ_EXAMPLES=1000
 	cd backend && FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(UV) run --quiet --locked \

@@ -217,6 +217,7 @@ async def _measure(
         auth_secret=secret,
         # Local HS256 tokens keep the bench self-contained; production proper would use OIDC.
         allow_local_auth_in_production=True,
+        metrics_public=True,
     )
     # Pinned in the child's environment, which outranks any .env file it would read.
     app_env = {

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from app.api.dependencies.auth import CurrentUserId
 from app.api.dependencies.database import UnitOfWorkDep
 from app.api.dependencies.services import ServicesDep
+from app.api.observe import route_template
+from app.core import metrics
 from app.domain.ports import UnitOfWork
 from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 
@@ -68,8 +70,10 @@ class Idempotency:
         key: str | None,
         fingerprint: str,
         policy: IdempotencyPolicy,
+        route: str = "",
     ) -> None:
         self._uow = uow
+        self._route = route
         self.user_id = user_id
         self._key = key
         self._fingerprint = fingerprint
@@ -84,6 +88,7 @@ class Idempotency:
             self.user_id, self._key, self._fingerprint, status_code, action
         )
         if isinstance(outcome, Replay):
+            metrics.IDEMPOTENT_REPLAYS.labels(self._route).inc()
             return Response(
                 outcome.body,
                 status_code=outcome.status_code,
@@ -101,7 +106,9 @@ async def get_idempotency(
     key: IdempotencyKeyHeader = None,
 ) -> Idempotency:
     digest = await fingerprint(request) if key is not None else ""
-    return Idempotency(uow, user_id, key, digest, services.idempotency)
+    return Idempotency(
+        uow, user_id, key, digest, services.idempotency, route_template(request.scope)
+    )
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.dependencies.auth import CurrentUserId
 from app.api.dependencies.database import UnitOfWorkDep
-from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
+from app.api.dependencies.pagination import Digits, MessagePage, ResourceId, next_link
 from app.api.dependencies.services import ServicesDep
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
@@ -21,7 +21,7 @@ router = APIRouter(
 )
 
 SessionIdQuery = Annotated[
-    int, Query(ge=1, le=BIGINT_MAX, description="The session the messages belong to.")
+    int, Query(ge=1, le=BIGINT_MAX, description="The session the messages belong to."), Digits
 ]
 
 
@@ -29,7 +29,7 @@ SessionIdQuery = Annotated[
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageDTO,
-    responses=problem_responses(400, 404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413, 415),
     summary="Add a message",
 )
 async def create_message(

@@ -25,6 +25,7 @@ from sqlalchemy import Executable, Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from app.core.metrics import waiting_for_connection
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
 from app.persistence.repositories.replies import SqlReplyRepository
@@ -124,7 +125,8 @@ class SqlUnitOfWork:
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:
-            conn = await self._engine.connect()
+            with waiting_for_connection():
+                conn = await self._engine.connect()
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             self._conn = conn
         return self._conn

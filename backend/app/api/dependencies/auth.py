@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.dependencies.database import UnitOfWorkDep
 from app.api.dependencies.services import ServicesDep
+from app.api.observe import PRINCIPAL_STATE
 from app.core.security import InvalidToken
 from app.domain.dtos import Principal
 from app.domain.services.users import UserService
@@ -20,12 +21,16 @@ _bearer = HTTPBearer(
 
 
 async def get_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidToken("an Authorization: Bearer <token> header is required")
-    return await services.tokens.authenticate(credentials.credentials)
+    principal = await services.tokens.authenticate(credentials.credentials)
+    # For the access line, which logs the internal user id this principal resolves to.
+    setattr(request.state, PRINCIPAL_STATE, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
