@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import docs, errors, health, messages, sessions, users
+from app.api import docs, errors, health, messages, sessions, sse_schema, users
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.content_type import require_json_body
@@ -163,6 +163,7 @@ def create_app(
     app.add_middleware(ObserveRequests, user_id_of=known_users.get)
     errors.install(app, forget_user=known_users.forget)
     docs.install(app)
+    sse_schema.install(app)
     for router in (health, metrics_api, sessions, messages, users, replies_api):
         app.include_router(router.router)
     tracing = Tracing.install(app, engine, settings, span_exporter)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from app.domain.dtos import MessageDTO
@@ -75,3 +76,27 @@ EVENT_STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"itemSchema": EVENT_ITEM_SCHEMA}},
     }
 }
+
+
+def drop_string_stream_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI gives every `text/event-stream` response a `schema: {type: string}`. Next to an
+    `itemSchema` a validator reads `schema` as the whole stream (OpenAPI 3.2) and rejects every
+    event list, so it goes: `itemSchema` alone describes the stream."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None and "itemSchema" in stream:
+                    stream.pop("schema", None)
+    return document
+
+
+def install(app: FastAPI) -> None:
+    """Generate the app's OpenAPI document with the stream responses tidied."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = drop_string_stream_schemas(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
