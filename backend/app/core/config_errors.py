@@ -7,7 +7,6 @@ secret settings are masked: a configuration error must not leak the secret it is
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any, NoReturn, TextIO
 
@@ -22,16 +21,11 @@ CONFIG_EXIT = 2
 SECRET_MARKERS = ("SECRET", "TOKEN", "KEY", "PASSWORD")
 
 
-#: The password part of a URL such as DATABASE_URL.
-URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
-
-
 def _shown(name: str, value: Any) -> str:
     if any(marker in name for marker in SECRET_MARKERS):
         length = len(value) if isinstance(value, str) else 0
         return f"<secret, {length} characters>"
     text = value if isinstance(value, str) else repr(value)
-    text = URL_PASSWORD.sub(r"\1:***@", text)
     return repr(text[:80] + ("…" if len(text) > 80 else ""))
 
 
