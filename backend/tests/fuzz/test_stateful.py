@@ -5,8 +5,12 @@ larger in `make fuzz`."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +53,22 @@ def _schema() -> Any:
 SCHEMA = _schema()
 
 
+#: A generated bearer header that is well-formed (its token is then replaced by a real one).
+BEARER = re.compile(r"Bearer [\x21-\x7E]+")
+#: What the header accepts; an invalid key is sent as generated (it must be refused).
+VALID_KEY = re.compile(r"[\x20-\x7E]{1,255}")
+
+
+def _per_request(key: str, case: schemathesis.Case[Any]) -> str:
+    """A generated key reused by a later call with another body would rightly be refused with
+    422, which the positive-data check cannot know about: a valid key is made specific to the
+    request, so the same request still replays and another one gets a key of its own."""
+    request = json.dumps(
+        [case.method, case.formatted_path, case.query, case.body], sort_keys=True, default=str
+    )
+    return f"{key[:200]}-{hashlib.sha256(request.encode()).hexdigest()[:16]}"
+
+
 @pytest.fixture(scope="module")
 def bound(settings: Settings) -> Iterator[LocalTokens]:
     assert settings.database_url is not None
@@ -59,6 +79,7 @@ def bound(settings: Settings) -> Iterator[LocalTokens]:
 
 
 def test_call_sequences_conform_to_the_schema(bound: LocalTokens) -> None:
+    answered: Counter[tuple[str, str, int]] = Counter()
     base = SCHEMA.as_state_machine()
     assert SCHEMA.statistic.transitions.selected > 10  # the links really chain operations
 
@@ -68,7 +89,21 @@ def test_call_sequences_conform_to_the_schema(bound: LocalTokens) -> None:
             self.token = bound.mint(f"stateful-{uuid.uuid4()}")
 
         def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
-            return {"headers": {"Authorization": f"Bearer {self.token}"}}
+            generated = dict(case.headers) if case.headers else {}
+            headers: dict[str, str] = {}
+            # A well-formed bearer header gets this scenario's real token. A missing or
+            # malformed one is negative data: it is sent as generated and must be refused.
+            authorization = generated.get("Authorization")
+            if isinstance(authorization, str) and BEARER.fullmatch(authorization):
+                headers["Authorization"] = f"Bearer {self.token}"
+            key = generated.get("Idempotency-Key")
+            if isinstance(key, str) and VALID_KEY.fullmatch(key):
+                headers["Idempotency-Key"] = _per_request(key, case)
+            return {"headers": headers} if headers else {}
+
+        def after_call(self, response: Any, case: schemathesis.Case[Any]) -> None:
+            super().after_call(response, case)
+            answered[(case.method, case.path, response.status_code // 100)] += 1
 
     assert issubclass(Workflow, APIStateMachine)
     Workflow.run(
@@ -82,3 +117,7 @@ def test_call_sequences_conform_to_the_schema(bound: LocalTokens) -> None:
             phases=[hypothesis.Phase.generate],
         )
     )
+    # The sequences really worked on resources: created sessions, then used them through links.
+    assert answered[("POST", "/api/sessions/", 2)] > 0, answered
+    linked = [k for k, n in answered.items() if "{" in k[1] and k[2] == 2 and n]
+    assert linked, answered
