@@ -47,7 +47,10 @@ agent replies (Server-Sent Events) that survive disconnects and can be resumed o
 
 Every `/api` route needs `Authorization: Bearer <JWT>`; the user is provisioned from the token's
 `sub` on first sight. Another user's sessions and messages answer **404**, exactly like missing
-ones. Errors are RFC 9457 problem documents (`application/problem+json`). Lists take `limit`
+ones. Errors are RFC 9457 problem documents (`application/problem+json`) whose `status` is
+always the HTTP status and whose `request_id` is the response's `X-Request-ID` (send a
+well-formed one to choose it). Bodies are JSON sent as `Content-Type: application/json` (else
+**415**); a body that is not JSON is **400**, one that breaks a rule **422**. Lists take `limit`
 (1..100), `skip` (0..10,000) and an `after` cursor, and link the next page in a `Link` header.
 """
 

@@ -137,3 +137,37 @@ async def test_metrics_need_the_metrics_token_when_one_is_set(
     )
     assert right.status_code == 200
     assert "agent_stack_http_requests_total" in right.text
+
+
+def _sample(text: str, name: str, labels: str = "") -> float:
+    found = re.search(rf"^{re.escape(name + labels)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_reply_shows_in_the_reply_metrics(client: httpx.AsyncClient, auth: Auth) -> None:
+    alice = auth("metrics-alice")
+    before = (await client.get("/metrics")).text
+    sid = (await client.post("/api/sessions/", json={"title": "m"}, headers=alice)).json()["id"]
+    reply = await client.post(f"/api/sessions/{sid}/replies", json={"content": "hi"}, headers=alice)
+    assert "event: done" in reply.text
+    after = (await client.get("/metrics")).text
+    model = '{model="simulated"}'
+    for name, labels in [
+        ("agent_stack_replies_started_total", model),
+        ("agent_stack_replies_ended_total", '{model="simulated",outcome="completed"}'),
+        ("agent_stack_reply_time_to_first_token_seconds_count", model),
+        ("agent_stack_reply_duration_seconds_count", model),
+    ]:
+        assert _sample(after, name, labels) == _sample(before, name, labels) + 1, name
+    output = '{direction="output",model="simulated"}'
+    assert _sample(after, "agent_stack_reply_tokens_total", output) > _sample(
+        before, "agent_stack_reply_tokens_total", output
+    )
+    assert _sample(after, "agent_stack_replies_active") == _sample(
+        before, "agent_stack_replies_active"
+    )
+    # Event streams stay out of the latency histogram (their length is the reply's).
+    latency = "agent_stack_http_request_duration_seconds_count"
+    route = '{method="POST",route="/api/sessions/{session_id}/replies"}'
+    assert _sample(after, latency, route) == _sample(before, latency, route)
+    assert _sample(after, latency, '{method="POST",route="/api/sessions/"}') > 0
