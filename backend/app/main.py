@@ -68,6 +68,8 @@ def create_app(
     `app.core.exit_signals`); `agent-stack serve` sets it."""
     settings = settings or load_settings()
     engine = engine or create_engine(settings)
+    # First: the model provider's HTTP client is traced only if made after this.
+    tracing = Tracing.start(engine, settings, span_exporter)
     uow_factory = unit_of_work_factory(engine)
     limits = Limits(
         max_sessions_per_user=settings.max_sessions_per_user,
@@ -108,7 +110,6 @@ def create_app(
         observer=ReplyTelemetry(model_name(settings.llm_provider, settings.llm_model)),
         idempotency=idempotency,
     )
-    tracing: Tracing | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -169,7 +170,8 @@ def create_app(
     sse_schema.install(app)
     for router in (health, metrics_api, sessions, messages, users, replies_api):
         app.include_router(router.router)
-    tracing = Tracing.install(app, engine, settings, span_exporter)
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app
 
 

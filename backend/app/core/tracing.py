@@ -2,7 +2,7 @@
 
 Spans come from the official instrumentations: FastAPI/ASGI for each request (the server span),
 SQLAlchemy for each statement (child spans: which SQL a request ran and how long it took), and
-HTTPX for the calls the OpenAI SDK makes to the model. They are exported over OTLP/HTTP in
+HTTPX/HTTPX2 for the calls the OpenAI SDK makes to the model. They are exported over OTLP/HTTP in
 batches. Unset, none of this is even imported: tracing costs nothing when it is off.
 """
 
@@ -27,25 +27,24 @@ class Tracing:
     """The tracer provider and the instrumentations of one app; `shutdown` flushes the spans
     still buffered and removes the instrumentation."""
 
-    def __init__(self, app: FastAPI, provider: TracerProvider) -> None:
-        self._app = app
+    def __init__(self, provider: TracerProvider) -> None:
+        self._app: FastAPI | None = None
         self._provider = provider
 
     @classmethod
-    def install(
-        cls,
-        app: FastAPI,
-        engine: AsyncEngine,
-        settings: Settings,
-        exporter: SpanExporter | None = None,
+    def start(
+        cls, engine: AsyncEngine, settings: Settings, exporter: SpanExporter | None = None
     ) -> Tracing | None:
-        """Instrument `app`, `engine` and HTTPX, exporting to the configured collector (or to
-        `exporter`, which tests pass); None when tracing is off."""
+        """Instrument `engine` and HTTPX, exporting to the configured collector (or to
+        `exporter`, which tests pass); None when tracing is off. Call it before any HTTPX
+        client is made (the model provider's): clients made earlier are not traced."""
         endpoint = settings.otel_exporter_otlp_endpoint
         if endpoint is None and exporter is None:
             return None
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.instrumentation.httpx import (
+            HTTPX2ClientInstrumentor,
+            HTTPXClientInstrumentor,
+        )
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -67,23 +66,36 @@ class Tracing:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
-        FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS
-        )
         # The instrumentation declares SQLAlchemy < 2.1; it hooks the engine's documented
         # events (before/after_cursor_execute), which 2.1 keeps, so the check is skipped.
         SQLAlchemyInstrumentor().instrument(
             engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
         )
+        # The OpenAI SDK speaks through httpx2, the OIDC key fetches through httpx.
+        HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
         HTTPXClientInstrumentor().instrument(tracer_provider=provider)
-        return cls(app, provider)
+        return cls(provider)
+
+    def instrument_app(self, app: FastAPI) -> None:
+        """Server spans for `app`'s requests (before it serves its first one)."""
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=self._provider, excluded_urls=EXCLUDED_URLS
+        )
+        self._app = app
 
     def shutdown(self) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.instrumentation.httpx import (
+            HTTPX2ClientInstrumentor,
+            HTTPXClientInstrumentor,
+        )
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
+        HTTPX2ClientInstrumentor().uninstrument()
         HTTPXClientInstrumentor().uninstrument()
         SQLAlchemyInstrumentor().uninstrument()
-        FastAPIInstrumentor.uninstrument_app(self._app)
+        if self._app is not None:
+            FastAPIInstrumentor.uninstrument_app(self._app)
         self._provider.shutdown()
