@@ -24,7 +24,7 @@ router = APIRouter(
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionDTO,
-    responses=problem_responses(400, 409, 413),
+    responses=problem_responses(400, 409, 413, 415),
     summary="Create a session",
 )
 async def create_session(
@@ -66,7 +66,7 @@ async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
 
 @router.patch(
     "/{session_id}",
-    responses=problem_responses(400, 404, 413),
+    responses=problem_responses(400, 404, 413, 415),
     summary="Rename a session",
 )
 async def update_session(

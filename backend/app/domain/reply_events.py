@@ -23,7 +23,10 @@ from app.domain.errors import InvalidInput
 USER_ID = "user"
 START_ID = "0"
 END_ID = "end"
-MAX_OFFSET = 10_000_000
+MAX_OFFSET = 99_999_999
+#: Every id a client may send back: blank (from the start), `user`, `end` or an offset of at
+#: most eight decimal digits. What the OpenAPI document states, and exactly what `parse` takes.
+LAST_EVENT_ID_PATTERN = r"^(user|end|[0-9]{1,8})?$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +43,7 @@ class Position:
         value = last_event_id.strip()
         if value == END_ID:
             return cls(ended=True)
-        if (
-            not (value.isascii() and value.isdigit())
-            or len(value) > len(str(MAX_OFFSET))
-            or int(value) > MAX_OFFSET
-        ):
+        if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_OFFSET)):
             raise InvalidInput(
                 f"Last-Event-ID must be an id this stream sent ('user', a character offset "
                 f"or 'end'), not {value[:40]!r}"

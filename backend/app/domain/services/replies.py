@@ -9,22 +9,28 @@ in statements batched across all the replies of the process.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
+
+from pydantic import BaseModel
 
 from app.domain import reply_events as ev
 from app.domain.dtos import MessageDTO, Principal, Role
-from app.domain.errors import Conflict, NotFound, ProviderFailed
+from app.domain.errors import Conflict, DomainError, NotFound, ProviderFailed
 from app.domain.language_model import LLMProvider, PromptMessage, Usage
-from app.domain.ports import UnitOfWorkFactory
+from app.domain.ports import Exchange, UnitOfWork, UnitOfWorkFactory
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome
 from app.domain.rules import Limits, storable_text, validate_content
+from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 from app.domain.services.messages import session_full
 from app.domain.services.sessions import session_not_found
 from app.domain.services.users import KnownUsers, UserService
+from app.domain.telemetry import NoReplyObserver, ReplyObserver, ReplyReport
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,41 @@ class ReplyPolicy:
 class StartedReply:
     user_message: MessageDTO
     reply: MessageDTO
+    #: True when an `Idempotency-Key` retry found this reply already started: join, not launch.
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRequest:
+    """A reply start sent with an `Idempotency-Key`: the key and the request's fingerprint."""
+
+    key: str
+    fingerprint: str
+
+
+class ReplyStart(BaseModel):
+    """What an `Idempotency-Key` records for a reply start: the two messages it created."""
+
+    user_message: MessageDTO
+    reply: MessageDTO
+
+
+#: The status recorded with a reply start's key: the stream's 200.
+REPLY_STATUS = 200
+
+
+class _NotStarted(Exception):
+    """The start statement wrote nothing: the session is busy, full or not the caller's."""
+
+    def __init__(self, busy: bool) -> None:
+        super().__init__("busy" if busy else "refused")
+        self.busy = busy
+
+
+def _started(result: Exchange | Literal["busy"] | None) -> Exchange:
+    if result is None or result == "busy":
+        raise _NotStarted(busy=result == "busy")
+    return result
 
 
 def build_prompt(
@@ -81,43 +122,102 @@ class ReplyService:
         policy: ReplyPolicy | None = None,
         limits: Limits | None = None,
         known: KnownUsers | None = None,
+        observer: ReplyObserver | None = None,
+        idempotency: IdempotencyPolicy | None = None,
     ) -> None:
+        self._idempotency = idempotency or IdempotencyPolicy()
         self._uow_factory = uow_factory
+        self._observer = observer or NoReplyObserver()
         self._known = known if known is not None else KnownUsers()
         self._provider = provider
         self._hub = hub
         self._policy = policy or ReplyPolicy()
         self._limits = limits or Limits()
 
-    async def start(self, caller: Principal, session_id: int, content: str) -> StartedReply:
+    async def start(
+        self,
+        caller: Principal,
+        session_id: int,
+        content: str,
+        idempotency: IdempotentRequest | None = None,
+    ) -> StartedReply:
         """Save the user message and a `streaming` reply, then generate it in the background.
 
         Warm, that is one statement on one pooled connection. It locks the session row first
         (as any message does), so two replies racing for one session serialise there; the
         partial unique index on streaming messages turns the loser into a 409, in any process.
+
+        With an `Idempotency-Key`, the key is claimed first and the exchange is created in one
+        transaction with the key's record, so a retry finds either nothing (and starts) or the
+        reply it started (and joins its stream: `replayed`), never a second model call.
         """
         content = validate_content(content)
         worker_key = self._hub.worker_key  # 503 now, before writing, if replies are not served
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
-            started = await uow.messages.start_exchange(
-                user_id,
-                session_id,
-                content,
-                worker_key,
-                context_limit=self._policy.context_messages,
-                max_messages=self._limits.max_messages_per_session,
-            )
-            if started == "busy":
-                running = await uow.messages.streaming_in_session(session_id)
-                raise reply_in_progress(session_id, running)
-            if started is None:
-                if await uow.sessions.message_count(session_id, user_id) is None:
-                    raise session_not_found(session_id)
-                raise session_full(session_id, self._limits)
+            try:
+                if idempotency is None:
+                    started = _started(
+                        await self._exchange(uow, user_id, session_id, content, worker_key)
+                    )
+                else:
+                    outcome = await self._start_once(
+                        uow, user_id, session_id, content, worker_key, idempotency
+                    )
+                    if isinstance(outcome, Replay):
+                        recorded = ReplyStart.model_validate_json(outcome.body)
+                        return StartedReply(recorded.user_message, recorded.reply, replayed=True)
+                    started = outcome
+            except _NotStarted as refused:
+                raise await self._refusal(uow, user_id, session_id, refused.busy) from None
         prompt = build_prompt(self._policy, started.context, content)
         self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt))
         return StartedReply(started.user_message, started.reply)
+
+    async def _exchange(
+        self, uow: UnitOfWork, user_id: int, session_id: int, content: str, worker_key: int
+    ) -> Exchange | Literal["busy"] | None:
+        return await uow.messages.start_exchange(
+            user_id,
+            session_id,
+            content,
+            worker_key,
+            context_limit=self._policy.context_messages,
+            max_messages=self._limits.max_messages_per_session,
+        )
+
+    async def _start_once(
+        self,
+        uow: UnitOfWork,
+        user_id: int,
+        session_id: int,
+        content: str,
+        worker_key: int,
+        request: IdempotentRequest,
+    ) -> Exchange | Replay:
+        exchanges: list[Exchange] = []
+
+        async def action(uow: UnitOfWork) -> ReplyStart:
+            exchange = _started(await self._exchange(uow, user_id, session_id, content, worker_key))
+            exchanges.append(exchange)
+            return ReplyStart(user_message=exchange.user_message, reply=exchange.reply)
+
+        outcome = await IdempotentWrites(uow, self._idempotency).run(
+            user_id, request.key, request.fingerprint, REPLY_STATUS, action
+        )
+        return outcome if isinstance(outcome, Replay) else exchanges[0]
+
+    async def _refusal(
+        self, uow: UnitOfWork, user_id: int, session_id: int, busy: bool
+    ) -> DomainError:
+        """Why no reply started: read after the failed statement (its transaction is over)."""
+        if busy:
+            return reply_in_progress(
+                session_id, await uow.messages.streaming_in_session(session_id)
+            )
+        if await uow.sessions.message_count(session_id, user_id) is None:
+            return session_not_found(session_id)
+        return session_full(session_id, self._limits)
 
     async def find(self, caller: Principal, message_id: int) -> MessageDTO:
         async with self._uow_factory() as uow:
@@ -125,6 +225,18 @@ class ReplyService:
             message = await uow.messages.get(message_id, user_id)
         if message is None:
             raise NotFound(f"message {message_id} not found")
+        return message
+
+    async def find_reply(self, caller: Principal, message_id: int) -> MessageDTO:
+        """An assistant message, whose text has a stream; any other message has none."""
+        message = await self.find(caller, message_id)
+        if message.role != "assistant":
+            raise Conflict(
+                f"message {message_id} is a {message.role} message, not an assistant reply; "
+                "only replies have a stream",
+                message_id=message_id,
+                role=message.role,
+            )
         return message
 
     async def events(
@@ -161,7 +273,7 @@ class ReplyService:
             raise Conflict(
                 f"message {message_id} is {reply.status}, not streaming; nothing to cancel",
                 message_id=message_id,
-                status=reply.status,
+                message_status=reply.status,
             )
         await self._hub.request_cancel(message_id)
         final = await self._hub.wait_finished(message_id, CANCEL_WAIT_S)
@@ -175,10 +287,15 @@ class ReplyService:
         usage: Usage | None = None
         chunks = 0
         error: str | None = None
+        began = time.monotonic()
+        first_token: float | None = None
+        self._observer.started(reply.id)
         try:
             async with live.stoppable(), aclosing(self._provider.stream(prompt)) as stream:
                 async for chunk in stream:
                     if chunk.text:
+                        if first_token is None:
+                            first_token = time.monotonic() - began
                         chunks += 1
                         live.append(storable_text(chunk.text))
                     if chunk.usage is not None:
@@ -189,7 +306,20 @@ class ReplyService:
             log.exception("reply %s failed", reply.id)
             error = INTERNAL_ERROR
         gone = live.stop_reason == "gone"
-        await live.end(None if gone else _outcome(live, usage, chunks, error))
+        outcome = None if gone else _outcome(live, usage, chunks, error)
+        try:
+            await live.end(outcome)
+        finally:
+            self._observer.ended(
+                ReplyReport(
+                    message_id=reply.id,
+                    outcome=outcome.status if outcome is not None else "deleted",
+                    duration_s=time.monotonic() - began,
+                    time_to_first_token_s=first_token,
+                    input_tokens=outcome.input_tokens if outcome is not None else 0,
+                    output_tokens=outcome.tokens if outcome is not None else chunks,
+                )
+            )
 
 
 def _outcome(live: LiveReply, usage: Usage | None, chunks: int, error: str | None) -> ReplyOutcome:
