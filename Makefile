@@ -12,9 +12,10 @@ WORKERS ?= 4
 MSG ?=
 SUB ?=
 FUZZ_EXAMPLES ?= 300
+FUZZ_SCENARIOS ?= 200
 
 .PHONY: help uv install dev serve test lint format migrate migrate-create migrate-rollback \
-	migrate-check token psql bench fuzz
+	migrate-check token psql db-stop bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,8 +65,12 @@ token: install ## print a development bearer token: make token SUB=alice
 psql: install ## open psql on the service's database
 	$(RUN) agent-stack psql
 
-fuzz: install ## schemathesis, deeper than in `make test`: make fuzz FUZZ_EXAMPLES=1000
-	cd backend && FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(UV) run --quiet --locked \
+db-stop: install ## stop the embedded PostgreSQL (e.g. one left by a crashed server)
+	$(RUN) agent-stack db-stop
+
+fuzz: install ## schemathesis, deeper than in `make test`, stateful too: make fuzz FUZZ_EXAMPLES=1000
+	cd backend && FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=$(FUZZ_SCENARIOS) \
+		FUZZ_RANDOM=1 $(UV) run --quiet --locked \
 		pytest tests/fuzz -p no:cacheprovider --hypothesis-show-statistics
 
 bench: install ## load benchmarks with same-run baselines (see backend/bench/README.md)

@@ -1,4 +1,5 @@
-"""`agent-stack`: serve, migrate, mint development tokens, open psql."""
+"""`agent-stack`: serve, migrate, mint development tokens, open psql, stop the embedded
+database."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.core.config_errors import load_settings
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 
@@ -49,6 +52,19 @@ def _exit_on_sigterm(signum: int, _: object) -> None:
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for this server's workers, removed at exit: samples of
+    an earlier run must not leak into this one's counters. Set before any worker (or this
+    process) imports prometheus_client."""
+    directory = Path(tempfile.mkdtemp(prefix="agent-stack-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -56,21 +72,43 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     # action would end the process on the spot, skipping the clean-up below (the embedded
     # database would be left running); as an exception it unwinds through it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with database(settings) as (url, _):
+    with metrics_directory(), database(settings) as (url, _):
         command.upgrade(alembic_config(url), "head")
         # Worker processes read DATABASE_URL from the environment: they reuse this server.
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
         uvicorn.run(
-            "app.main:create_app",
+            "app.main:create_served_app",
             factory=True,
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
+            # Logging is ours (app.core.logging): one format, and our access line (with the
+            # route, the request id and the user) instead of uvicorn's.
+            log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=args.graceful_s,
             proxy_headers=True,
         )
+
+
+def _db_stop(_: argparse.Namespace, settings: Settings) -> None:
+    if settings.database_url:
+        print("DATABASE_URL is set: there is no embedded database to stop", file=sys.stderr)
+        return
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from app.core.embedded_db import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.embedded_pg_dir)
+    if not embedded.stop_if_unused():
+        print(
+            f"the embedded database in {embedded.pgdata} is in use by a running agent-stack "
+            "command (make dev?); stop that instead",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    print(f"embedded PostgreSQL in {embedded.pgdata} is stopped", file=sys.stderr)
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> None:
@@ -112,13 +150,24 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
 
     sub.add_parser("psql", help="open psql on the service's database")
+    sub.add_parser("db-stop", help="stop the embedded PostgreSQL unless a command is using it")
 
     args, _ = parser.parse_known_args(argv)
-    settings = get_settings()
-    configure_logging(settings.log_level)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.effective_log_format, settings.node_name)
 
+    try:
+        _run(args, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C: everything above has unwound and cleaned up; no traceback for it.
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.cmd == "serve":
         _serve(args, settings)
+    elif args.cmd == "db-stop":
+        _db_stop(args, settings)
     elif args.cmd == "token":
         _token(args, settings)
     elif args.cmd == "psql":

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import errors, health, messages, openapi, sessions, users
+from app.api import docs, errors, health, messages, openapi, sessions, users
+from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
 from app.api.middleware import BodySizeLimit
+from app.api.observe import REQUEST_ID_HEADER, ObserveRequests
+from app.core.config_errors import load_settings
 from app.core.database import ConnectParams, create_engine
+from app.core.exit_signals import on_first_exit_signal
+from app.core.logging import configure_logging
 from app.core.oidc import OidcTokens
+from app.core.reply_telemetry import ReplyTelemetry, model_name
 from app.core.security import LocalTokens, RememberedTokens
-from app.core.settings import Settings, get_settings
+from app.core.settings import Settings
+from app.core.tracing import Tracing
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
 from app.domain.services.replies import ReplyPolicy, ReplyService
@@ -28,21 +37,40 @@ from app.persistence.listener import Listener
 from app.persistence.unit_of_work import SqlUnitOfWork, unit_of_work_factory
 from app.replies import ReplyRuntime
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 DESCRIPTION = """
 Agent Stack keeps AI-agent conversations: users, chat sessions and their messages, and streams
 agent replies (Server-Sent Events) that survive disconnects and can be resumed or cancelled.
 
 Every `/api` route needs `Authorization: Bearer <JWT>`; the user is provisioned from the token's
 `sub` on first sight. Another user's sessions and messages answer **404**, exactly like missing
-ones. Errors are RFC 9457 problem documents (`application/problem+json`). Lists take `limit`
+ones. Errors are RFC 9457 problem documents (`application/problem+json`) whose `status` is
+always the HTTP status and whose `request_id` is the response's `X-Request-ID` (send a
+well-formed one to choose it). Bodies are JSON sent as `Content-Type: application/json` (else
+**415**); a body that is not JSON is **400**, one that breaks a rule **422**. Lists take `limit`
 (1..100), `skip` (0..10,000) and an `after` cursor, and link the next page in a `Link` header.
 """
 
 
-def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    span_exporter: SpanExporter | None = None,
+    handle_exit_signals: bool = False,
+) -> FastAPI:
+    """The application. `span_exporter` turns tracing on with that exporter (tests pass an
+    in-memory one); otherwise tracing follows OTEL_EXPORTER_OTLP_ENDPOINT.
+    `handle_exit_signals`: start finishing replies at the first SIGINT/SIGTERM (see
+    `app.core.exit_signals`); `agent-stack serve` sets it."""
+    settings = settings or load_settings()
     engine = engine or create_engine(settings)
-    uow_factory = unit_of_work_factory(engine)
+    # First: the model provider's HTTP client is traced only if made after this.
+    tracing = Tracing.start(engine, settings, span_exporter)
+    span = tracing.statement_span if tracing is not None else None
+    uow_factory = unit_of_work_factory(engine, span)
     limits = Limits(
         max_sessions_per_user=settings.max_sessions_per_user,
         max_messages_per_session=settings.max_messages_per_session,
@@ -65,6 +93,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     tokens = RememberedTokens(
         OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
     )
+    idempotency = IdempotencyPolicy(
+        ttl_s=settings.idempotency_ttl_s, lock_timeout_s=settings.idempotency_lock_timeout_s
+    )
     replies = ReplyService(
         uow_factory,
         provider,
@@ -76,39 +107,52 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         ),
         limits,
         known_users,
+        observer=ReplyTelemetry(model_name(settings.llm_provider, settings.llm_model)),
+        idempotency=idempotency,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
         await runtime.start()
+        finishing: list[asyncio.Task[None]] = []
+        if handle_exit_signals:
+            grace = settings.reply_shutdown_grace_s
+            on_first_exit_signal(
+                lambda: finishing.append(asyncio.create_task(runtime.finish_replies(grace)))
+            )
         try:
             yield
         finally:
+            if finishing:
+                await asyncio.gather(*finishing, return_exceptions=True)
             # Running replies finish within the grace period or are saved `failed`.
             await runtime.stop(settings.reply_shutdown_grace_s)
             await provider.aclose()
             await engine.dispose()
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(
         title="Agent Stack",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         # FastAPI's built-in OpenTelemetry support, left on, looks the global providers up (in
-        # the environment) on every request; the service exports no telemetry, so it is off.
+        # the environment) on every request; traces come from the official instrumentations
+        # when OTEL_EXPORTER_OTLP_ENDPOINT is set (app/core/tracing.py), so it is off.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,
         engine=engine,
-        new_uow=partial(SqlUnitOfWork, engine),
+        new_uow=partial(SqlUnitOfWork, engine, span),
         tokens=tokens,
         limits=limits,
         known_users=known_users,
-        idempotency=IdempotencyPolicy(
-            ttl_s=settings.idempotency_ttl_s, lock_timeout_s=settings.idempotency_lock_timeout_s
-        ),
+        idempotency=idempotency,
         replies=replies,
     )
     app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
@@ -119,11 +163,24 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["Link", "Retry-After"],
+        expose_headers=["Link", "Retry-After", REQUEST_ID_HEADER],
     )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    # Outermost: every answer, the 413 and CORS preflights included, has its request id.
+    app.add_middleware(ObserveRequests, user_id_of=known_users.get)
     errors.install(app, forget_user=known_users.forget)
+    docs.install(app)
     openapi.install(app)
-    for router in (health, sessions, messages, users, replies_api):
+    for router in (health, metrics_api, sessions, messages, users, replies_api):
         app.include_router(router.router)
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The factory `agent-stack serve` gives uvicorn: logging as configured, then the app.
+    (Each worker process runs it; `create_app` alone leaves logging to its caller.)"""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.effective_log_format, settings.node_name)
+    return create_app(settings, handle_exit_signals=True)

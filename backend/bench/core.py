@@ -509,6 +509,7 @@ async def _measure(
         auth_secret=secret,
         # Local HS256 tokens keep the bench self-contained; production proper would use OIDC.
         allow_local_auth_in_production=True,
+        metrics_public=True,  # nothing scrapes it here
         max_messages_per_session=APP_MESSAGE_QUOTA,
     )
     connect = json.dumps(db.connect_kwargs())
@@ -518,6 +519,7 @@ async def _measure(
         "app": {
             "ENVIRONMENT": settings.environment,
             "ALLOW_LOCAL_AUTH_IN_PRODUCTION": "true",
+            "METRICS_PUBLIC": "true",
             "LOG_LEVEL": settings.log_level,
             "DATABASE_URL": db.url,
             "AUTH_SECRET": secret,

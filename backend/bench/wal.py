@@ -197,10 +197,12 @@ async def _measure(
         database_url=db.url,
         auth_secret=secret,
         allow_local_auth_in_production=True,
+        metrics_public=True,  # nothing scrapes it here
     )
     env = {
         "ENVIRONMENT": "production",
         "ALLOW_LOCAL_AUTH_IN_PRODUCTION": "true",
+        "METRICS_PUBLIC": "true",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": db.url,
         "AUTH_SECRET": secret,

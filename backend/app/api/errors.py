@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.logging import request_id_var
 from app.core.security import InvalidToken
 from app.domain.errors import (
     AccountGone,
@@ -38,6 +39,12 @@ _STATUS: dict[type[DomainError], int] = {
 }
 
 
+#: RFC 9457's members, plus the ones this API adds to every document: an extension never
+#: overwrites them (a `status` extension would turn the integer status into a string).
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "errors"})
+REQUEST_ID_MEMBER = "request_id"
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
@@ -45,6 +52,9 @@ class Problem(BaseModel):
     title: str = Field(description="Short summary of the problem type.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong with this request, for a human.")
+    request_id: str | None = Field(
+        default=None, description="The request's `X-Request-ID`, to quote when reporting it."
+    )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="Per-field validation errors (422 only)."
     )
@@ -59,9 +69,19 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
+    """A problem document. Extensions may add members but never replace the standard ones: a
+    reserved name among them is dropped (and logged as the programming error it is), so the
+    client still gets the real status rather than a 500."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     body["detail"] = detail
-    body.update(extensions or {})
+    for name, value in (extensions or {}).items():
+        if name in RESERVED_MEMBERS or name == REQUEST_ID_MEMBER:
+            log.error("problem extension %r collides with a reserved member; dropped", name)
+        else:
+            body[name] = value
+    request_id = request_id_var.get()
+    if request_id is not None:
+        body[REQUEST_ID_MEMBER] = request_id
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
@@ -75,6 +95,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem answers for a route."""
     described = {
         400: "The body could not be parsed as JSON.",
+        415: "The body is not declared as JSON: send `Content-Type: application/json`.",
         401: "Missing, malformed or expired bearer token.",
         404: "No such resource for this caller (another user's rows look missing, too).",
         409: "Conflicts with the current state.",
@@ -150,6 +171,12 @@ def install(app: FastAPI, *, forget_user: Callable[[int], None]) -> None:
             {k: v for k, v in err.items() if k in {"loc", "msg", "type"}} for err in exc.errors()
         ]
         errors = jsonable_encoder(errors)
+        malformed = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if malformed is not None:
+            # Not JSON at all: the request cannot be read, which is a 400 (as documented),
+            # not a rule broken by a readable request (422).
+            reason = (malformed.get("ctx") or {}).get("error", "invalid JSON")
+            return problem(400, "Bad request", f"the body is not valid JSON: {reason}")
         return problem(422, "Unprocessable content", _validation_detail(errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -160,6 +187,7 @@ def install(app: FastAPI, *, forget_user: Callable[[int], None]) -> None:
             404: "Not found",
             405: "Method not allowed",
             413: "Content too large",
+            415: "Unsupported media type",
         }.get(exc.status_code, "Error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:

@@ -1,14 +1,20 @@
-"""`/health`: is this process able to serve, i.e. can it reach its database?"""
+"""Health: `/health` (readiness: can this process reach its database?) and `/health/live`
+(liveness: is the process answering at all?), both for GET and HEAD.
+
+A liveness probe must not touch the database: a database outage would otherwise get every
+healthy process restarted by its orchestrator, which cures nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,6 +34,12 @@ class Health(BaseModel):
     database: str
 
 
+class Liveness(BaseModel):
+    status: Literal["alive"]
+    pid: int = Field(description="The answering worker process.")
+    node: str = Field(description="The node's name (`NODE_NAME`, default: the host name).")
+
+
 async def _ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
@@ -43,7 +55,8 @@ async def _ping(engine: AsyncEngine) -> None:
     summary="Health check",
 )
 async def health(services: ServicesDep) -> JSONResponse:
-    """200 when the database answers `SELECT 1` within 2 s; otherwise 503, never a hang."""
+    """Readiness: 200 when the database answers `SELECT 1` within 2 s; otherwise 503, never a
+    hang."""
     try:
         await asyncio.wait_for(_ping(services.engine), HEALTH_TIMEOUT_S)
     except Exception as exc:  # any failure to reach the database is "unhealthy", by definition
@@ -55,3 +68,45 @@ async def health(services: ServicesDep) -> JSONResponse:
             headers={"Retry-After": "2"},
         )
     return JSONResponse({"status": "healthy", "database": "connected"})
+
+
+def _head_of(answer: Response) -> Response:
+    """The GET answer's status and headers (Content-Type and Content-Length included, as HEAD
+    requires), without the body."""
+    head = Response(status_code=answer.status_code)
+    head.raw_headers = list(answer.raw_headers)
+    return head
+
+
+@router.head(
+    "/health",
+    response_model=Health,
+    responses={
+        503: {"model": Health, "description": "The database cannot be reached."},
+        **problem_responses(422),
+    },
+    summary="Health check (headers only)",
+)
+async def health_head(services: ServicesDep) -> Response:
+    """`GET /health` without the body, for probes that send HEAD."""
+    return _head_of(await health(services))
+
+
+@router.get(
+    "/health/live", response_model=Liveness, responses=problem_responses(422), summary="Liveness"
+)
+async def live(services: ServicesDep) -> JSONResponse:
+    """200 while the process answers; the database is not touched."""
+    body = Liveness(status="alive", pid=os.getpid(), node=services.settings.node_name)
+    return JSONResponse(body.model_dump())
+
+
+@router.head(
+    "/health/live",
+    response_model=Liveness,
+    responses=problem_responses(422),
+    summary="Liveness (headers only)",
+)
+async def live_head(services: ServicesDep) -> Response:
+    """`GET /health/live` without the body."""
+    return _head_of(await live(services))

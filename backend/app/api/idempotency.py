@@ -11,6 +11,8 @@ from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from app.api.dependencies.auth import Caller, CallerDep
+from app.api.observe import route_template
+from app.core import metrics
 from app.domain.ports import UnitOfWork
 from app.domain.services.idempotency import IdempotentWrites, Replay
 
@@ -59,8 +61,9 @@ async def fingerprint(request: Request) -> str:
 class Idempotency:
     """Runs a create use case under the request's `Idempotency-Key`, if it sent one."""
 
-    def __init__(self, caller: Caller, key: str | None, fingerprint: str) -> None:
+    def __init__(self, caller: Caller, key: str | None, fingerprint: str, route: str) -> None:
         self.caller = caller
+        self._route = route
         self._key = key
         self._fingerprint = fingerprint
 
@@ -75,6 +78,7 @@ class Idempotency:
             self.caller.user_id, self._key, self._fingerprint, status_code, action
         )
         if isinstance(outcome, Replay):
+            metrics.IDEMPOTENT_REPLAYS.labels(self._route).inc()
             return Response(
                 outcome.body,
                 status_code=outcome.status_code,
@@ -88,7 +92,7 @@ async def get_idempotency(
     request: Request, caller: CallerDep, key: IdempotencyKeyHeader = None
 ) -> Idempotency:
     digest = await fingerprint(request) if key is not None else ""
-    return Idempotency(caller, key, digest)
+    return Idempotency(caller, key, digest, route_template(request.scope))
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.dependencies.auth import CallerDep
-from app.api.dependencies.pagination import MessagePage, ResourceId, next_link
+from app.api.dependencies.pagination import Digits, MessagePage, ResourceId, next_link
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.api.routing import StrictQueryRoute
@@ -23,7 +23,7 @@ router = APIRouter(
 )
 
 SessionIdQuery = Annotated[
-    int, Query(ge=1, le=BIGINT_MAX, description="The session the messages belong to.")
+    int, Query(ge=1, le=BIGINT_MAX, description="The session the messages belong to."), Digits
 ]
 
 
@@ -31,7 +31,7 @@ SessionIdQuery = Annotated[
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageDTO,
-    responses=problem_responses(400, 404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413, 415),
     summary="Add a message",
 )
 async def create_message(

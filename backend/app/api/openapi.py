@@ -1,13 +1,17 @@
-"""The OpenAPI document's security: every `/api` operation needs a bearer JWT.
+"""The OpenAPI document, as FastAPI generates it plus two things it cannot know:
 
-`CallerDep` checks the header itself (one dependency per request instead of a stack of them),
-so the scheme a FastAPI security dependency would have declared is declared here."""
+- every `/api` operation needs a bearer JWT: `CallerDep` checks the header itself (one
+  dependency per request instead of a stack of them), so the scheme a FastAPI security
+  dependency would have declared is declared here;
+- the reply streams are described per event (`app/api/sse_schema.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
+
+from app.api.sse_schema import drop_string_stream_schemas
 
 SCHEME = "HTTPBearer"
 BEARER = {
@@ -19,16 +23,15 @@ BEARER = {
 
 
 def install(app: FastAPI) -> None:
-    generate = app.openapi
-
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = generate()  # FastAPI's own document, cached on the app
+            schema = drop_string_stream_schemas(FastAPI.openapi(app))
             schema.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = BEARER
             for path, operations in schema["paths"].items():
                 if path.startswith("/api/"):
                     for operation in operations.values():
                         operation["security"] = [{SCHEME: []}]
-        return app.openapi_schema or generate()
+            app.openapi_schema = schema
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

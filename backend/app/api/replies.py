@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from pydantic import BaseModel
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.dependencies.auth import PrincipalDep
 from app.api.dependencies.pagination import ResourceId
 from app.api.dependencies.services import services_of
 from app.api.errors import problem_responses
+from app.api.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, fingerprint
 from app.api.routing import StrictQueryRoute
+from app.api.sse_schema import EVENT_STREAM_RESPONSE
+from app.core import metrics
 from app.domain.dtos import MessageDTO, RegenerateDTO, ReplyCreateDTO, ToolOptionsDTO
 from app.domain.language_model import ToolOptions
-from app.domain.reply_events import Position, ReplyEvent
+from app.domain.reply_events import (
+    LAST_EVENT_ID_MAX_CHARS,
+    LAST_EVENT_ID_PATTERN,
+    Position,
+    ReplyEvent,
+)
+from app.domain.services.replies import IdempotentRequest
 
 router = APIRouter(
     route_class=StrictQueryRoute, tags=["replies"], responses=problem_responses(401, 422, 503)
@@ -53,14 +63,26 @@ no gap, from any server process. Concatenating the `delta` texts gives the conte
 # the caller inside its own short unit of work, so a stream that lives for minutes pins no
 # connection, and a reply's start costs one statement on one pooled connection.
 
+LAST_EVENT_ID_DOC = (
+    "The id of the last event received: `user`, an offset (decimal digits), `tool:I` or "
+    "`end`; blank means from the start. Anything else is 422."
+)
+# Strings defaulting to "" rather than optional values: a header or a query value is never
+# JSON null, and the OpenAPI document must not say it could be.
 LastEventIdHeader = Annotated[
-    str | None, Header(max_length=32, description="The id of the last event received.")
+    str,
+    Header(
+        max_length=LAST_EVENT_ID_MAX_CHARS,
+        pattern=LAST_EVENT_ID_PATTERN,
+        description=LAST_EVENT_ID_DOC,
+    ),
 ]
 LastEventIdQuery = Annotated[
-    str | None,
+    str,
     Query(
         alias="last_event_id",
-        max_length=32,
+        max_length=LAST_EVENT_ID_MAX_CHARS,
+        pattern=LAST_EVENT_ID_PATTERN,
         description="Same as the header, for clients that cannot set headers.",
     ),
 ]
@@ -93,7 +115,9 @@ async def sse_body(events: AsyncIterator[ReplyEvent | None]) -> AsyncIterator[by
         yield KEEPALIVE_COMMENT if event is None else encode(event)
 
 
-def event_stream(events: AsyncIterator[ReplyEvent | None]) -> EventSourceResponse:
+def event_stream(
+    events: AsyncIterator[ReplyEvent | None], *, replayed: bool = False
+) -> EventSourceResponse:
     """The response for a reply stream.
 
     Built directly on `EventSourceResponse` with FastAPI's SSE encoder rather than as a generator
@@ -101,9 +125,10 @@ def event_stream(events: AsyncIterator[ReplyEvent | None]) -> EventSourceRespons
     which measured as most of the per-token CPU with a thousand concurrent streams. Keep-alives
     come from the hub (a quiet stream yields None every 15 s).
     """
-    return EventSourceResponse(
-        sse_body(events), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return EventSourceResponse(sse_body(events), headers=headers)
 
 
 class EventStream(Response):
@@ -113,18 +138,10 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
 
-EVENT_STREAM: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "A `text/event-stream` of reply events (see above).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
-}
-
-
 @router.post(
     "/api/sessions/{session_id}/replies",
     response_class=EventStream,
-    responses={**EVENT_STREAM, **problem_responses(400, 404, 409, 413)},
+    responses={**EVENT_STREAM_RESPONSE, **problem_responses(400, 404, 409, 413, 415)},
     summary="Send a message and stream the agent's reply",
     description="Saves the user message under `parent_id` (default: the session's current "
     "message; `null`: a new root), creates the assistant message (`streaming`) under it and "
@@ -134,23 +151,40 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     "reply's parent to the root, never another branch. `tools` and `tool_choice` are passed to "
     "the model for this reply. One reply at a time per session: while one streams, this "
     "answers 409 with `running_message_id`. The reply is generated independently of this "
-    "connection: if the client goes away it still completes and is saved.\n" + EVENTS_DOC,
+    "connection: if the client goes away it still completes and is saved.\n\n"
+    "With an `Idempotency-Key`, a retry with the same key and body joins the reply the first "
+    "request started, from its start (`user`, `message`, then the text), with "
+    "`Idempotent-Replayed: true`: the model is called once. The same key with another body is "
+    "422; while the first request is still starting the reply, 409.\n" + EVENTS_DOC,
 )
 async def create_reply(
-    session_id: ResourceId, body: ReplyCreateDTO, caller: PrincipalDep, request: Request
+    session_id: ResourceId,
+    body: ReplyCreateDTO,
+    caller: PrincipalDep,
+    request: Request,
+    key: IdempotencyKeyHeader = None,
 ) -> EventSourceResponse:
     service = services_of(request).replies
     # Errors (404, 409, 422, 503) are answered here, before the first byte of the stream.
+    once = IdempotentRequest(key, await fingerprint(request)) if key is not None else None
     started = await service.start(
-        caller, session_id, body.content, parent=body.parent, tools=tool_options(body)
+        caller,
+        session_id,
+        body.content,
+        parent=body.parent,
+        tools=tool_options(body),
+        idempotency=once,
     )
-    return event_stream(service.events(started.reply, Position(), started.user_message))
+    if started.replayed:
+        metrics.IDEMPOTENT_REPLAYS.labels("/api/sessions/{session_id}/replies").inc()
+    events = service.events(started.reply, Position(), started.user_message)
+    return event_stream(events, replayed=started.replayed)
 
 
 @router.post(
     "/api/messages/{message_id}/regenerate",
     response_class=EventStream,
-    responses={**EVENT_STREAM, **problem_responses(400, 404, 409, 413)},
+    responses={**EVENT_STREAM_RESPONSE, **problem_responses(400, 404, 409, 413, 415)},
     summary="Regenerate an assistant reply",
     description="A new reply to the same parent as assistant message `message_id`, streamed "
     "like `POST /api/sessions/{id}/replies` (without the `user` event), resumable and "
@@ -163,7 +197,7 @@ async def regenerate(
     message_id: ResourceId,
     caller: PrincipalDep,
     request: Request,
-    body: RegenerateDTO | None = None,
+    body: Annotated[RegenerateDTO | SkipJsonSchema[None], Body()] = None,
 ) -> EventSourceResponse:
     service = services_of(request).replies
     started = await service.regenerate(caller, message_id, tools=tool_options(body))
@@ -173,21 +207,22 @@ async def regenerate(
 @router.get(
     "/api/messages/{message_id}/stream",
     response_class=EventStream,
-    responses={**EVENT_STREAM, **problem_responses(404)},
+    responses={**EVENT_STREAM_RESPONSE, **problem_responses(404, 409)},
     summary="Join or resume a reply's stream",
     description="Live while the reply streams (from any server process), a replay once it "
-    "has ended; either way the stream closes after the final event.\n" + EVENTS_DOC,
+    "has ended; either way the stream closes after the final event. A message that is not an "
+    "assistant reply has no stream: 409.\n" + EVENTS_DOC,
 )
 async def stream_message(
     message_id: ResourceId,
     caller: PrincipalDep,
     request: Request,
-    last_event_id: LastEventIdHeader = None,
-    last_event_id_query: LastEventIdQuery = None,
+    last_event_id: LastEventIdHeader = "",
+    last_event_id_query: LastEventIdQuery = "",
 ) -> EventSourceResponse:
     service = services_of(request).replies
-    reply = await service.find(caller, message_id)  # a foreign id is 404 whatever the position
-    after = Position.parse(last_event_id if last_event_id is not None else last_event_id_query)
+    reply = await service.find_reply(caller, message_id)  # foreign: 404 whatever the position
+    after = Position.parse(last_event_id or last_event_id_query or None)
     return event_stream(service.events(reply, after))
 
 

@@ -1,16 +1,25 @@
-"""The route class every router uses: unknown query parameters are refused, as unknown body
-fields are. A typo such as `?limt=5` must not be silently ignored.
+"""The route class every router uses: two checks every request gets before its dependencies.
 
-A route class (FastAPI's extension point for per-route request handling) rather than a global
-dependency: the parameters a route reads are worked out once, when the route is built, and the
-check costs a set lookup per request instead of a dependency resolution."""
+- Unknown query parameters are refused (422), as unknown body fields are: a typo such as
+  `?limt=5` must not be silently ignored.
+- A body must say it is JSON (`Content-Type: application/json` or `+json`), else 415: a body
+  sent as `text/plain` (curl's `-d` without `-H`) would otherwise reach validation as raw bytes
+  and be refused with a misleading "Input should be a valid dictionary".
+- Where the body is optional (a fork, a regeneration), it is an object or nothing: FastAPI
+  would read a JSON `null` as "no body", which the schema does not say (422).
+
+A route class (FastAPI's extension point for per-route request handling) rather than global
+dependencies: what a route reads is worked out once, when the route is built, and the checks
+cost a set lookup per request instead of two dependency resolutions.
+"""
 
 from __future__ import annotations
 
+import email.message
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -23,10 +32,34 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+def is_json(content_type: str) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def _require_json(request: Request) -> None:
+    if not await request.body():
+        return  # no body: validation says which field is missing
+    content_type = request.headers.get("content-type")
+    if content_type is None or not is_json(content_type):
+        raise HTTPException(
+            415,
+            detail=f"the body must be JSON, sent with Content-Type: application/json "
+            f"(got {content_type[:60] if content_type else 'no Content-Type'})",
+            headers={f"Accept-{request.method.title()}": "application/json"},
+        )
+
+
 class StrictQueryRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         declared = frozenset(_query_names(self.dependant))
+        takes_body = self.body_field is not None
+        optional_body = self.body_field is not None and not self.body_field.field_info.is_required()
 
         async def strict(request: Request) -> Response:
             unknown = [name for name in request.query_params if name not in declared]
@@ -39,6 +72,18 @@ class StrictQueryRoute(APIRoute):
                             "msg": "Unknown parameter",
                         }
                         for name in unknown
+                    ]
+                )
+            if takes_body:
+                await _require_json(request)
+            if optional_body and (await request.body()).strip() == b"null":
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "model_attributes_type",
+                            "loc": ("body",),
+                            "msg": "Input should be an object, or no body at all",
+                        }
                     ]
                 )
             return await handle(request)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.dependencies.auth import CallerDep
 from app.api.dependencies.pagination import ResourceId, SessionPage, before_link, next_link
@@ -37,7 +38,7 @@ THREAD_MAX_LIMIT = 1000
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionDTO,
-    responses=problem_responses(400, 409, 413),
+    responses=problem_responses(400, 409, 413, 415),
     summary="Create a session",
 )
 async def create_session(
@@ -79,7 +80,7 @@ async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
 
 @router.patch(
     "/{session_id}",
-    responses=problem_responses(400, 404, 413),
+    responses=problem_responses(400, 404, 413, 415),
     summary="Rename a session, or switch its branch",
 )
 async def update_session(
@@ -148,11 +149,13 @@ async def get_thread(
     "/{session_id}/fork",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionDTO,
-    responses=problem_responses(400, 404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413, 415),
     summary="Fork a session",
 )
 async def fork_session(
-    session_id: ResourceId, idempotency: IdempotencyDep, body: ForkCreateDTO | None = None
+    session_id: ResourceId,
+    idempotency: IdempotencyDep,
+    body: Annotated[ForkCreateDTO | SkipJsonSchema[None], Body()] = None,
 ) -> SessionDTO | Response:
     """A new session of the caller holding a copy of the branch from the root to `message_id`
     (default: the current message): new ids, same roles, contents, tokens, tool data and order.

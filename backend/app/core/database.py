@@ -9,6 +9,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.core import metrics
 from app.core.settings import Settings
 
 
@@ -103,7 +104,17 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+    event.listen(engine.sync_engine.pool, "checkout", _count_checkout)
+    event.listen(engine.sync_engine.pool, "checkin", _count_checkin)
     return engine
+
+
+def _count_checkout(_dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    metrics.DB_POOL_IN_USE.inc()
+
+
+def _count_checkin(_dbapi_connection: Any, _record: Any) -> None:
+    metrics.DB_POOL_IN_USE.dec()
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

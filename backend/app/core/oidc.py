@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import jwt
 
+from app.core import metrics
 from app.core.security import MAX_TOKEN_BYTES, InvalidToken, decode_principal
 from app.core.settings import Settings
 from app.domain.dtos import Principal
@@ -119,8 +120,10 @@ class JwksCache:
             keys = await self._fetch()
         except (JwksError, httpx.HTTPError, ValueError) as exc:
             self._last_failed = True
+            metrics.JWKS_FETCHES.labels("error").inc()
             log.warning("cannot refresh the OIDC key set: %r", exc)
             raise Unavailable("the identity provider's key set cannot be fetched") from exc
+        metrics.JWKS_FETCHES.labels("ok").inc()
         self._keys = keys
         self._fetched_at = self._clock()
         self._last_failed = False

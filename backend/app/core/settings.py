@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,7 +36,35 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "test", "production"] = "development"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Any case: `warning` is `WARNING`."
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="`json`: one JSON object per line (the default in production); `text`: for "
+        "a terminal (the default elsewhere).",
+    )
+    node_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=255,
+        description="This node's name in logs and `/health/live` (default: the host name).",
+    )
+
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Bearer token `GET /metrics` requires. Production needs it unless "
+        "METRICS_PUBLIC=true.",
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve `/metrics` without a token, even in production."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector, e.g. http://localhost:4318; unset: no tracing at all.",
+    )
+    otel_service_name: str = Field(default="agent-stack", min_length=1)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -151,6 +180,28 @@ class Settings(BaseSettings):
     # surrogate pairs (`\ud83d\ude00`, 12 bytes each), are 1.2 MB; 1 MiB refused valid messages.
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case_format(cls, value: object) -> object:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("otel_exporter_otlp_endpoint", "metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`OTEL_EXPORTER_OTLP_ENDPOINT=` in a .env file means "off", not "an empty URL"."""
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment == "production" else "text"
+
     @field_validator("oidc_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
@@ -206,6 +257,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CORS_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true lets any web site make "
                 "credentialed calls; list the origins or set CORS_ALLOW_CREDENTIALS=false"
+            )
+        if self.metrics_token is None and not self.metrics_public:
+            raise ValueError(
+                "/metrics needs a METRICS_TOKEN (at least 16 characters) in production, or "
+                "METRICS_PUBLIC=true if only your scraper can reach it"
             )
         return self
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+#: Members every problem document already has: an extension of the same name would replace
+#: them (a `status` extension once turned the HTTP status into a message's status).
+RESERVED_EXTENSIONS = frozenset(
+    {"type", "title", "status", "detail", "instance", "errors", "request_id"}
+)
+
 
 class DomainError(Exception):
     """Base class: `detail` is a sentence meant for the API client."""
@@ -9,6 +15,9 @@ class DomainError(Exception):
     title = "Domain error"
 
     def __init__(self, detail: str, **extensions: object) -> None:
+        clash = sorted(extensions.keys() & RESERVED_EXTENSIONS)
+        if clash:
+            raise TypeError(f"reserved problem members cannot be extensions: {clash}")
         super().__init__(detail)
         self.detail = detail
         #: Extra members of the problem document (RFC 9457 extensions), e.g. a conflicting id.

@@ -27,8 +27,13 @@ USER_ID = "user"
 START_ID = "0"
 END_ID = "end"
 TOOL_PREFIX = "tool:"
-MAX_OFFSET = 10_000_000
+MAX_OFFSET = 99_999_999
 MAX_CALL_INDEX = 9_999
+#: Every id a client may send back: blank (from the start), `user`, `end`, an offset of at most
+#: eight decimal digits, or `tool:` and a call's index of at most four. What the OpenAPI
+#: document states, and exactly what `parse` takes.
+LAST_EVENT_ID_PATTERN = r"^(user|end|[0-9]{1,8}|tool:[0-9]{1,4})?$"
+LAST_EVENT_ID_MAX_CHARS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +54,9 @@ class Position:
             return cls(ended=True)
         if value.startswith(TOOL_PREFIX):
             index = value.removeprefix(TOOL_PREFIX)
-            if index.isascii() and index.isdigit() and int(index) <= MAX_CALL_INDEX:
+            if index.isascii() and index.isdigit() and len(index) <= len(str(MAX_CALL_INDEX)):
                 return cls(calls_seen=int(index) + 1)
-        if (
-            not (value.isascii() and value.isdigit())
-            or len(value) > len(str(MAX_OFFSET))
-            or int(value) > MAX_OFFSET
-        ):
+        if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_OFFSET)):
             raise InvalidInput(
                 f"Last-Event-ID must be an id this stream sent ('user', a character offset, "
                 f"'tool:N' or 'end'), not {value[:40]!r}"

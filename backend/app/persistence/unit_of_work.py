@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
+from app.core.metrics import waiting_for_connection
 from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
@@ -42,13 +43,18 @@ from app.persistence.repositories.users import SqlUserRepository
 log = logging.getLogger(__name__)
 
 
+#: Wraps one statement, given its SQL: how tracing sees every statement (see app/core/tracing.py).
+StatementSpan = Callable[[str], AbstractContextManager[object]]
+
+
 class TransactionRuleBroken(RuntimeError):
     """A second write outside `atomic()`: a programming error, never a client's."""
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, span: StatementSpan | None = None) -> None:
         self._engine = engine
+        self._span = span
         self._pooled: PoolProxiedConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._transaction: Transaction | None = None
@@ -128,7 +134,11 @@ class SqlUnitOfWork:
         driver = await self._connection()
         self._lost = False
         try:
-            rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
+            if self._span is None:
+                rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
+            else:
+                with self._span(statement.sql):
+                    rows = await driver.fetch(statement.sql, *statement.args(params))
         except BaseException as exc:
             # An error the server answered with leaves the connection fine; a lost, timed out
             # or interrupted one (or the server ending the session) is never handed back.
@@ -144,7 +154,8 @@ class SqlUnitOfWork:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._driver is None:
-            pooled = await self._engine.raw_connection()
+            with waiting_for_connection():
+                pooled = await self._engine.raw_connection()
             self._pooled, self._driver = pooled, _driver_of(pooled.dbapi_connection)
         return self._driver
 
@@ -181,14 +192,14 @@ def _driver_of(dbapi_connection: DBAPIConnection | None) -> asyncpg.Connection:
 
 
 def unit_of_work_factory(
-    engine: AsyncEngine,
+    engine: AsyncEngine, span: StatementSpan | None = None
 ) -> Callable[[], AbstractAsyncContextManager[SqlUnitOfWork]]:
     """Fresh units of work on demand, for flows made of several short steps (a reply's start,
     a request's dependencies): the connection goes back to the pool when the block ends."""
 
     @asynccontextmanager
     async def open_unit_of_work() -> AsyncIterator[SqlUnitOfWork]:
-        uow = SqlUnitOfWork(engine)
+        uow = SqlUnitOfWork(engine, span)
         try:
             yield uow
         finally:

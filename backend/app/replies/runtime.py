@@ -60,9 +60,10 @@ class ReplyRuntime:
             asyncio.create_task(self.liveness.supervise(), name="reply-liveness"),
         ]
 
-    async def stop(self, grace_s: float) -> None:
-        """Let running replies finish within `grace_s`; stop the rest, which saves them
-        `failed` with their partial text."""
+    async def finish_replies(self, grace_s: float) -> None:
+        """Take no new replies; let running ones finish within `grace_s`; stop the rest, which
+        saves them `failed` with their partial text (their streams get that final event).
+        Runs as soon as the server is asked to stop, while streams can still be answered."""
         self.liveness.ready = False
         self.liveness.stopping = True
         pending = set(self._tasks)
@@ -72,6 +73,10 @@ class ReplyRuntime:
             reply.stop("shutdown")
         if pending:
             await asyncio.wait(pending, timeout=FINAL_SAVE_S)
+
+    async def stop(self, grace_s: float) -> None:
+        """Finish the replies (see `finish_replies`), then stop the background jobs."""
+        await self.finish_replies(grace_s)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

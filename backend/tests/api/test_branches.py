@@ -282,3 +282,16 @@ async def test_deleting_a_session_takes_its_tree(
     assert (await client.delete(f"/api/sessions/{sid}", headers=alice)).status_code == 204
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM messages")) == 0
+
+
+async def test_an_optional_body_is_an_object_or_nothing(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    alice = auth("alice")
+    sid = await new_session(client, alice)
+    headers = {**alice, "Content-Type": "application/json"}
+    refused = await client.post(f"/api/sessions/{sid}/fork", content=b"null", headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["body"]
+    assert len((await client.get("/api/sessions/", headers=alice)).json()) == 1
+    assert (await client.post(f"/api/sessions/{sid}/fork", headers=alice)).status_code == 201

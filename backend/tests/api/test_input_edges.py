@@ -42,11 +42,11 @@ async def test_largest_bigint_id_is_a_plain_404(client: httpx.AsyncClient, auth:
     assert response.status_code == 404
 
 
-async def test_malformed_json_is_422(client: httpx.AsyncClient, auth: Auth) -> None:
+async def test_malformed_json_is_400_as_documented(client: httpx.AsyncClient, auth: Auth) -> None:
     headers = {**auth("alice"), "Content-Type": "application/json"}
     response = await client.post("/api/sessions/", content=b'{"title": ', headers=headers)
-    assert response.status_code == 422
-    assert response.json()["title"] == "Unprocessable content"
+    assert response.status_code == 400
+    assert response.json()["title"] == "Bad request"
     not_object = await client.post("/api/sessions/", content=b'["title"]', headers=headers)
     assert not_object.status_code == 422
 

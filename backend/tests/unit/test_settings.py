@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from app.core.settings import DEV_AUTH_SECRET, Settings
 
 SECRET = "a-production-secret-of-at-least-32-characters"
+#: What production needs for /metrics besides: a token, or an explicit opening.
+METRICS: dict[str, Any] = {"metrics_token": "a-metrics-token-for-the-scraper"}
 OIDC: dict[str, Any] = {
     "auth_mode": "oidc",
     "oidc_issuer": "https://tenant.auth0.com/",
@@ -24,9 +26,10 @@ def make(**values: Any) -> Settings:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"auth_secret": DEV_AUTH_SECRET, **OIDC}, "AUTH_SECRET"),
-        ({"auth_secret": SECRET}, "AUTH_MODE=local"),
-        ({"auth_secret": SECRET, "cors_origins": "*", **OIDC}, "CORS"),
+        ({"auth_secret": DEV_AUTH_SECRET, **OIDC, **METRICS}, "AUTH_SECRET"),
+        ({"auth_secret": SECRET, **METRICS}, "AUTH_MODE=local"),
+        ({"auth_secret": SECRET, "cors_origins": "*", **OIDC, **METRICS}, "CORS"),
+        ({"auth_secret": SECRET, **OIDC}, "METRICS_TOKEN"),
     ],
 )
 def test_production_refuses_unsafe_settings(values: dict[str, Any], message: str) -> None:
@@ -35,8 +38,13 @@ def test_production_refuses_unsafe_settings(values: dict[str, Any], message: str
 
 
 def test_production_accepts_safe_settings() -> None:
-    assert make(environment="production", auth_secret=SECRET, **OIDC).auth_mode == "oidc"
-    local = make(environment="production", auth_secret=SECRET, allow_local_auth_in_production=True)
+    assert make(environment="production", auth_secret=SECRET, **OIDC, **METRICS).auth_mode == "oidc"
+    local = make(
+        environment="production",
+        auth_secret=SECRET,
+        allow_local_auth_in_production=True,
+        metrics_public=True,
+    )
     assert local.auth_mode == "local"
     no_credentials = make(
         environment="production",
@@ -44,6 +52,7 @@ def test_production_accepts_safe_settings() -> None:
         cors_origins="*",
         cors_allow_credentials=False,
         **OIDC,
+        **METRICS,
     )
     assert no_credentials.cors_origins == ["*"]
 

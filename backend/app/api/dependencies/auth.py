@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.dependencies.services import Services, services_of
+from app.api.observe import PRINCIPAL_STATE
 from app.core.security import InvalidToken
 from app.domain.dtos import Principal
 from app.domain.ports import UnitOfWork
@@ -28,9 +29,17 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+async def authenticate(request: Request) -> Principal:
+    """Verify the bearer token; the principal is left on the request for its access line,
+    which logs the internal user id it resolves to."""
+    principal = await services_of(request).tokens.authenticate(bearer_token(request))
+    setattr(request.state, PRINCIPAL_STATE, principal)
+    return principal
+
+
 async def get_principal(request: Request) -> Principal:
     """The verified token's principal, for routes that resolve the user themselves."""
-    return await services_of(request).tokens.authenticate(bearer_token(request))
+    return await authenticate(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -51,7 +60,7 @@ async def get_caller(request: Request) -> Caller:
     holds no connection between statements, so there is nothing to close after the endpoint:
     its last statement already gave the connection back, before the response is sent."""
     services = services_of(request)
-    principal = await services.tokens.authenticate(bearer_token(request))
+    principal = await authenticate(request)
     uow = services.new_uow()
     user_id = await UserService(uow, services.known_users).resolve(principal)
     return Caller(user_id, uow, services)

@@ -6,12 +6,26 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import BeforeValidator
 
 from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
 
 MAX_SKIP = 10_000
 
-ResourceId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id.")]
+
+def decimal_digits(value: object) -> object:
+    """Ids are written in decimal digits only. Left to itself, validation would read `1.0`,
+    `+1`, ` 1` or `1_0` as an id too, and `DELETE /api/sessions/1.0` would delete session 1."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an id is written in decimal digits only")
+    return value
+
+
+Digits = BeforeValidator(decimal_digits)
+
+ResourceId = Annotated[
+    int, Path(ge=1, le=BIGINT_MAX, description="A positive BIGINT id, in decimal digits."), Digits
+]
 
 
 def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:

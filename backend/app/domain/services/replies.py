@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 
+from pydantic import BaseModel
+
 from app.domain import reply_events as ev
 from app.domain import rules
 from app.domain.dtos import FinishReason, MessageDTO, Principal, ToolCall
-from app.domain.errors import Conflict, InvalidInput, NotFound, ProviderFailed
+from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound, ProviderFailed
 from app.domain.language_model import LLMProvider, PromptMessage, ToolOptions, Usage
 from app.domain.ports import Exchange, Parent, StartRefusal, UnitOfWork, UnitOfWorkFactory
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome
 from app.domain.rules import Limits, storable_text, validate_content
+from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 from app.domain.services.messages import session_full
 from app.domain.services.sessions import session_not_found
 from app.domain.services.users import KnownUsers, UserService
+from app.domain.telemetry import NoReplyObserver, ReplyObserver, ReplyReport
 from app.domain.tool_calls import ToolCallAssembler
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,42 @@ class StartedReply:
     #: None for a continuation or a regeneration: no user message was saved.
     user_message: MessageDTO | None
     reply: MessageDTO
+    #: True when an `Idempotency-Key` retry found this reply already started: join, not launch.
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRequest:
+    """A reply start sent with an `Idempotency-Key`: the key and the request's fingerprint."""
+
+    key: str
+    fingerprint: str
+
+
+class ReplyStart(BaseModel):
+    """What an `Idempotency-Key` records for a reply start: the messages it created (no user
+    message for a continuation)."""
+
+    user_message: MessageDTO | None
+    reply: MessageDTO
+
+
+#: The status recorded with a reply start's key: the stream's 200.
+REPLY_STATUS = 200
+
+
+class _NotStarted(Exception):
+    """The start statement wrote nothing: why (None: no such session, or it is full)."""
+
+    def __init__(self, refused: StartRefusal | None) -> None:
+        super().__init__(refused or "refused")
+        self.refused = refused
+
+
+def _started(result: Exchange | StartRefusal | None) -> Exchange:
+    if not isinstance(result, Exchange):
+        raise _NotStarted(result)
+    return result
 
 
 def _size(message: PromptMessage) -> int:
@@ -156,8 +197,12 @@ class ReplyService:
         policy: ReplyPolicy | None = None,
         limits: Limits | None = None,
         known: KnownUsers | None = None,
+        observer: ReplyObserver | None = None,
+        idempotency: IdempotencyPolicy | None = None,
     ) -> None:
+        self._idempotency = idempotency or IdempotencyPolicy()
         self._uow_factory = uow_factory
+        self._observer = observer or NoReplyObserver()
         self._known = known if known is not None else KnownUsers()
         self._provider = provider
         self._hub = hub
@@ -172,6 +217,7 @@ class ReplyService:
         *,
         parent: Parent = "current",
         tools: ToolOptions | None = None,
+        idempotency: IdempotentRequest | None = None,
     ) -> StartedReply:
         """Save the user message (if any) and a `streaming` reply under `parent`, then generate
         it in the background.
@@ -179,6 +225,10 @@ class ReplyService:
         Warm, that is one statement on one pooled connection. It locks the session row first
         (as any message does), so two replies racing for one session serialise there; the
         partial unique index on streaming messages turns the loser into a 409, in any process.
+
+        With an `Idempotency-Key`, the key is claimed first and the exchange is created in one
+        transaction with the key's record, so a retry finds either nothing (and starts) or the
+        reply it started (and joins its stream: `replayed`), never a second model call.
         """
         if content is not None:
             content = validate_content(content)
@@ -191,23 +241,37 @@ class ReplyService:
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
 
-            async def attempt() -> Exchange | StartRefusal | None:
-                return await uow.messages.start_exchange(
-                    user_id,
-                    session_id,
-                    content,
-                    parent,
-                    worker_key,
-                    self._provider.model,
-                    context_limit=self._policy.context_messages,
-                    max_messages=self._limits.max_messages_per_session,
-                )
+            async def exchange(uow: UnitOfWork) -> Exchange:
+                async def attempt() -> Exchange | StartRefusal | None:
+                    return await uow.messages.start_exchange(
+                        user_id,
+                        session_id,
+                        content,
+                        parent,
+                        worker_key,
+                        self._provider.model,
+                        context_limit=self._policy.context_messages,
+                        max_messages=self._limits.max_messages_per_session,
+                    )
 
-            started = await attempt()
-            if started == "stale":
-                started = await _holding_session(uow, session_id, user_id, attempt)
-            if not isinstance(started, Exchange):
-                raise await self._refusal(uow, started, session_id, user_id, parent)
+                started = await attempt()
+                if started == "stale":
+                    started = await _holding_session(uow, session_id, user_id, attempt)
+                return _started(started)
+
+            try:
+                if idempotency is None:
+                    started = await exchange(uow)
+                else:
+                    outcome = await self._start_once(uow, user_id, exchange, idempotency)
+                    if isinstance(outcome, Replay):
+                        recorded = ReplyStart.model_validate_json(outcome.body)
+                        return StartedReply(recorded.user_message, recorded.reply, replayed=True)
+                    started = outcome
+            except _NotStarted as refused:
+                raise await self._refusal(
+                    uow, user_id, session_id, refused.refused, parent
+                ) from None
         return self._launch(started, content, tools)
 
     async def regenerate(
@@ -254,17 +318,38 @@ class ReplyService:
         self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt, tools))
         return StartedReply(started.user_message, started.reply)
 
+    async def _start_once(
+        self,
+        uow: UnitOfWork,
+        user_id: int,
+        exchange: Callable[[UnitOfWork], Awaitable[Exchange]],
+        request: IdempotentRequest,
+    ) -> Exchange | Replay:
+        exchanges: list[Exchange] = []
+
+        async def action(uow: UnitOfWork) -> ReplyStart:
+            started = await exchange(uow)
+            exchanges.append(started)
+            return ReplyStart(user_message=started.user_message, reply=started.reply)
+
+        outcome = await IdempotentWrites(uow, self._idempotency).run(
+            user_id, request.key, request.fingerprint, REPLY_STATUS, action
+        )
+        return outcome if isinstance(outcome, Replay) else exchanges[0]
+
     async def _refusal(
         self,
         uow: UnitOfWork,
-        refused: StartRefusal | None,
-        session_id: int,
         user_id: int,
+        session_id: int,
+        refused: StartRefusal | None,
         parent: Parent,
-    ) -> Exception:
+    ) -> DomainError:
+        """Why no reply started: read after the failed statement (its transaction is over)."""
         if refused == "busy":
-            running = await uow.messages.streaming_in_session(session_id)
-            return reply_in_progress(session_id, running)
+            return reply_in_progress(
+                session_id, await uow.messages.streaming_in_session(session_id)
+            )
         if refused == "no_parent":
             return InvalidInput(
                 f"parent_id: message {parent} is not a message of session {session_id}",
@@ -276,7 +361,6 @@ class ReplyService:
                 "message",
                 loc=("body", "content"),
             )
-        # The failure path may cost a second read: which of the two refusals was it?
         if await uow.sessions.message_count(session_id, user_id) is None:
             return session_not_found(session_id)
         return session_full(session_id, self._limits)
@@ -287,6 +371,18 @@ class ReplyService:
             message = await uow.messages.get(message_id, user_id)
         if message is None:
             raise NotFound(f"message {message_id} not found")
+        return message
+
+    async def find_reply(self, caller: Principal, message_id: int) -> MessageDTO:
+        """An assistant message, whose text has a stream; any other message has none."""
+        message = await self.find(caller, message_id)
+        if message.role != "assistant":
+            raise Conflict(
+                f"message {message_id} is a {message.role} message, not an assistant reply; "
+                "only replies have a stream",
+                message_id=message_id,
+                role=message.role,
+            )
         return message
 
     async def events(
@@ -328,7 +424,7 @@ class ReplyService:
             raise Conflict(
                 f"message {message_id} is {reply.status}, not streaming; nothing to cancel",
                 message_id=message_id,
-                status=reply.status,
+                message_status=reply.status,
             )
         await self._hub.request_cancel(message_id)
         final = await self._hub.wait_finished(message_id, CANCEL_WAIT_S)
@@ -349,9 +445,14 @@ class ReplyService:
         calls = ToolCallAssembler()
         finish: str | None = None
         model: str | None = None
+        began = time.monotonic()
+        first_token: float | None = None
+        self._observer.started(reply.id)
         try:
             async with live.stoppable(), aclosing(self._provider.stream(prompt, tools)) as stream:
                 async for chunk in stream:
+                    if (chunk.text or chunk.tool_calls) and first_token is None:
+                        first_token = time.monotonic() - began
                     if chunk.text:
                         chunks += 1
                         live.append(storable_text(chunk.text))
@@ -369,12 +470,24 @@ class ReplyService:
         except Exception:
             log.exception("reply %s failed", reply.id)
             error = INTERNAL_ERROR
-        if live.stop_reason == "gone":
-            await live.end(None)
-            return
-        model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
-        outcome = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
-        await live.end(dataclasses.replace(outcome, model=model))
+        outcome = None
+        if live.stop_reason != "gone":
+            model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
+            ended = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
+            outcome = dataclasses.replace(ended, model=model)
+        try:
+            await live.end(outcome)
+        finally:
+            self._observer.ended(
+                ReplyReport(
+                    message_id=reply.id,
+                    outcome=outcome.status if outcome is not None else "deleted",
+                    duration_s=time.monotonic() - began,
+                    time_to_first_token_s=first_token,
+                    input_tokens=outcome.input_tokens if outcome is not None else 0,
+                    output_tokens=outcome.tokens if outcome is not None else chunks,
+                )
+            )
 
 
 def _outcome(
