@@ -69,8 +69,7 @@ def create_app(
     engine = engine or create_engine(settings)
     # First: the model provider's HTTP client is traced only if made after this.
     tracing = Tracing.start(engine, settings, span_exporter)
-    span = tracing.statement_span if tracing is not None else None
-    uow_factory = unit_of_work_factory(engine, span)
+    uow_factory = unit_of_work_factory(engine)
     limits = Limits(
         max_sessions_per_user=settings.max_sessions_per_user,
         max_messages_per_session=settings.max_messages_per_session,
@@ -148,7 +147,7 @@ def create_app(
     app.state.services = Services(
         settings=settings,
         engine=engine,
-        new_uow=partial(SqlUnitOfWork, engine, span),
+        new_uow=partial(SqlUnitOfWork, engine),
         tokens=tokens,
         limits=limits,
         known_users=known_users,

@@ -15,7 +15,6 @@ cost a set lookup per request instead of two dependency resolutions.
 
 from __future__ import annotations
 
-import email.message
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -33,12 +32,10 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 
 def is_json(content_type: str) -> bool:
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
+    """`application/json` or `application/<anything>+json`, parameters (charset) aside."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    maintype, _, subtype = media_type.partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def _require_json(request: Request) -> None:

@@ -29,6 +29,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -113,8 +114,6 @@ def status_class(status: int) -> str:
 @contextmanager
 def waiting_for_connection() -> Iterator[None]:
     """Count a wait for a connection; a pool timeout (SQLAlchemy's TimeoutError) is counted."""
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     DB_POOL_WAITING.inc()
     try:
         yield

@@ -1,17 +1,15 @@
 """OpenTelemetry traces, only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
-Spans come from the official instrumentations: FastAPI/ASGI for each request (the server span)
-and HTTPX/HTTPX2 for the calls the OpenAI SDK makes to the model. Statements are run by the unit
-of work on the asyncpg driver, below SQLAlchemy's execution layer that its instrumentation hooks
-(and the official asyncpg instrumentation pins other OpenTelemetry versions than these), so the
-unit of work opens their spans itself, with the database semantic conventions:
-`statement_span`. They are exported over OTLP/HTTP in
-batches. Unset, none of this is even imported: tracing costs nothing when it is off.
+Spans come from the official instrumentations: FastAPI/ASGI for each request (the server span),
+asyncpg for each statement (child spans: which SQL a request ran and how long it took; the unit
+of work runs statements on the driver, below SQLAlchemy's execution layer), and HTTPX/HTTPX2 for
+the calls the OpenAI SDK makes to the model. The instrumentations are pinned to one release
+(the asyncpg one's newest pins that release's semantic conventions). They are exported over
+OTLP/HTTP in batches. Unset, none of this is even imported: tracing costs nothing when it is off.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -34,24 +32,6 @@ class Tracing:
     def __init__(self, provider: TracerProvider) -> None:
         self._app: FastAPI | None = None
         self._provider = provider
-        self._tracer = provider.get_tracer("agent_stack.persistence")
-
-    def statement_span(self, sql: str) -> AbstractContextManager[object]:
-        """A client span for one statement: its operation as the name, the SQL as it was sent
-        (parameters are never in it), under whichever span is current (the request's)."""
-        from opentelemetry.trace import SpanKind
-
-        operation = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "SQL"
-        return self._tracer.start_as_current_span(
-            operation,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "db.system.name": "postgresql",
-                "db.system": "postgresql",
-                "db.operation.name": operation,
-                "db.query.text": sql,
-            },
-        )
 
     @classmethod
     def start(
@@ -63,6 +43,7 @@ class Tracing:
         endpoint = settings.otel_exporter_otlp_endpoint
         if endpoint is None and exporter is None:
             return None
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
         from opentelemetry.instrumentation.httpx import (
             HTTPX2ClientInstrumentor,
             HTTPXClientInstrumentor,
@@ -87,6 +68,7 @@ class Tracing:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
         # The OpenAI SDK speaks through httpx2, the OIDC key fetches through httpx.
         HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
         HTTPXClientInstrumentor().instrument(tracer_provider=provider)
@@ -102,12 +84,14 @@ class Tracing:
         self._app = app
 
     def shutdown(self) -> None:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
         from opentelemetry.instrumentation.httpx import (
             HTTPX2ClientInstrumentor,
             HTTPXClientInstrumentor,
         )
 
+        AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
         HTTPX2ClientInstrumentor().uninstrument()
         HTTPXClientInstrumentor().uninstrument()
         if self._app is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -43,18 +43,13 @@ from app.persistence.repositories.users import SqlUserRepository
 log = logging.getLogger(__name__)
 
 
-#: Wraps one statement, given its SQL: how tracing sees every statement (see app/core/tracing.py).
-StatementSpan = Callable[[str], AbstractContextManager[object]]
-
-
 class TransactionRuleBroken(RuntimeError):
     """A second write outside `atomic()`: a programming error, never a client's."""
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine, span: StatementSpan | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._span = span
         self._pooled: PoolProxiedConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._transaction: Transaction | None = None
@@ -134,11 +129,7 @@ class SqlUnitOfWork:
         driver = await self._connection()
         self._lost = False
         try:
-            if self._span is None:
-                rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
-            else:
-                with self._span(statement.sql):
-                    rows = await driver.fetch(statement.sql, *statement.args(params))
+            rows: list[Record] = await driver.fetch(statement.sql, *statement.args(params))
         except BaseException as exc:
             # An error the server answered with leaves the connection fine; a lost, timed out
             # or interrupted one (or the server ending the session) is never handed back.
@@ -192,14 +183,14 @@ def _driver_of(dbapi_connection: DBAPIConnection | None) -> asyncpg.Connection:
 
 
 def unit_of_work_factory(
-    engine: AsyncEngine, span: StatementSpan | None = None
+    engine: AsyncEngine,
 ) -> Callable[[], AbstractAsyncContextManager[SqlUnitOfWork]]:
     """Fresh units of work on demand, for flows made of several short steps (a reply's start,
     a request's dependencies): the connection goes back to the pool when the block ends."""
 
     @asynccontextmanager
     async def open_unit_of_work() -> AsyncIterator[SqlUnitOfWork]:
-        uow = SqlUnitOfWork(engine, span)
+        uow = SqlUnitOfWork(engine)
         try:
             yield uow
         finally:
