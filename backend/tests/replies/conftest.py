@@ -9,6 +9,7 @@ import pytest
 
 from app.core.settings import Settings
 from app.main import create_app
+from tests.support.fake_llm import FakeChatServer
 from tests.support.servers import InProcessServer, serve_in_process
 
 #: Fast defaults for the tests; individual tests slow the model down where they need time.
@@ -25,6 +26,15 @@ Serve = Callable[..., Awaitable[InProcessServer]]
 @pytest.fixture(autouse=True)
 def _clean_tables(clean_tables: None) -> None:
     """These tests commit through the app: each starts from empty tables."""
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeChatServer]:
+    """A local OpenAI-compatible Chat Completions server (see tests/support/fake_llm.py)."""
+    server = FakeChatServer()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import pytest
-from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
-from tests.support.fake_llm import FakeChatServer, Script
+from tests.support.fake_llm import FakeChatServer, Script, settings_for
 from tests.support.replies import expected_reply, get_message, new_session, reply_stream
 from tests.support.sse import Event, events, text_of
 
@@ -24,25 +22,6 @@ Auth = Callable[[str], dict[str, str]]
 #: README: cancel "stops the model call within a second"; the slack is for a loaded machine.
 STOP_BOUND_S = 2.0
 SLOW_FLUSH = {"reply_flush_ms": 10_000}
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeChatServer]:
-    server = FakeChatServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def openai_settings(llm: FakeChatServer) -> dict[str, Any]:
-    return {
-        "llm_provider": "openai",
-        "llm_base_url": llm.url,
-        "llm_api_key": SecretStr("sk-test-key"),
-        "llm_model": "fake-model",
-        "llm_max_retries": 0,
-        "llm_read_timeout_s": 5.0,
-    }
 
 
 async def _rest(stream: AsyncIterator[Event]) -> list[Event]:
@@ -67,7 +46,7 @@ async def test_cancel_closes_the_model_connection_within_the_bound(
     chunks = [f" w{i}" for i in range(1000)]
     full = "".join(chunks)
     llm.default = Script(chunks=chunks, delay_s=0.02)  # 20 s if nobody stops it
-    server = await serve(**openai_settings(llm), **SLOW_FLUSH)
+    server = await serve(**settings_for(llm), **SLOW_FLUSH)
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)

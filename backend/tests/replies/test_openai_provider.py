@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
-from tests.support.fake_llm import FakeChatServer, Script
+from tests.support.fake_llm import FakeChatServer, Script, settings_for
 from tests.support.replies import get_message, new_session, reply_stream, wait_until_ended
 from tests.support.sse import collect, events, text_of
 
@@ -20,23 +19,8 @@ Auth = Callable[[str], dict[str, str]]
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeChatServer]:
-    server = FakeChatServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def openai_settings(llm: FakeChatServer) -> dict[str, Any]:
-    return {
-        "llm_provider": "openai",
-        "llm_base_url": llm.url,
-        "llm_api_key": SecretStr("sk-test-key"),
-        "llm_model": "fake-model",
-        "llm_max_retries": 0,
-        "llm_read_timeout_s": 5.0,
-    }
+    return settings_for(llm)
 
 
 async def reply(http: httpx.AsyncClient, sid: int, content: str, alice: dict[str, str]) -> Any:

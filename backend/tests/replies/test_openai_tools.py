@@ -38,14 +38,6 @@ MODEL = "fake-model-2026-01-01"
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeChatServer]:
-    server = FakeChatServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def http(serve: Serve, llm: FakeChatServer) -> AsyncIterator[httpx.AsyncClient]:
     server = await serve(
         llm_provider="openai",

@@ -3,11 +3,10 @@ OpenAI SDK's HTTPX request) and the SQL that saved the exchange."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
@@ -19,14 +18,6 @@ from tests.support.servers import serve_in_process
 from tests.support.sse import collect
 
 Auth = Callable[[str], dict[str, str]]
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeChatServer]:
-    server = FakeChatServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_a_reply_traces_the_model_call_and_the_sql_under_its_request(

@@ -13,15 +13,13 @@ gives up on the unsaved replies after its final-save wait (about 10 s). It never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from pydantic import SecretStr
 
 from tests.replies.conftest import Serve
-from tests.support.fake_llm import FakeChatServer, Script
+from tests.support.fake_llm import FakeChatServer, Script, settings_for
 from tests.support.replies import get_message, new_session, reply_stream
 from tests.support.sse import collect
 
@@ -31,25 +29,6 @@ LONE_SURROGATE = "\ud800"
 GOOD = [f" g{i}" for i in range(40)]
 #: How long every reply gets to end: each streams for about 2 s.
 BOUND_S = 10.0
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeChatServer]:
-    server = FakeChatServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def openai_settings(llm: FakeChatServer) -> dict[str, Any]:
-    return {
-        "llm_provider": "openai",
-        "llm_base_url": llm.url,
-        "llm_api_key": SecretStr("sk-test-key"),
-        "llm_model": "fake-model",
-        "llm_max_retries": 0,
-        "llm_read_timeout_s": 5.0,
-    }
 
 
 async def _start(
@@ -89,7 +68,7 @@ async def test_one_replys_unstorable_output_never_stalls_the_others(
     serve: Serve, llm: FakeChatServer, auth: Auth
 ) -> None:
     llm.default = Script(chunks=GOOD, delay_s=0.05)
-    server = await serve(**openai_settings(llm))
+    server = await serve(**settings_for(llm))
     alice = auth("alice")
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         good = [(await _start(http, llm, f"good {i}", alice))[1] for i in range(4)]

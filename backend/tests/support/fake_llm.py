@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 
 @dataclass
 class Call:
@@ -200,3 +202,15 @@ class FakeChatServer:
         send("data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+def settings_for(llm: FakeChatServer) -> dict[str, Any]:
+    """App settings that point the `openai` provider at this local server."""
+    return {
+        "llm_provider": "openai",
+        "llm_base_url": llm.url,
+        "llm_api_key": SecretStr("sk-test-key"),
+        "llm_model": "fake-model",
+        "llm_max_retries": 0,
+        "llm_read_timeout_s": 5.0,
+    }
