@@ -46,12 +46,17 @@ async def create_session(
 ) -> SessionDTO | Response:
     """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
 
+    With `expires_at` (a time in the future) it is a temporary chat: after that time it is gone
+    from every route (404) and deleted with its messages by the retention sweep.
+
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
     caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: SessionService(uow, caller.services.limits).create(caller.user_id, body.title)
+        lambda uow: SessionService(uow, caller.services.limits).create(
+            caller.user_id, body.title, body.expires_at
+        )
     )
 
 
@@ -88,10 +93,15 @@ async def update_session(
 ) -> SessionDTO:
     """Change the title, and/or switch branch: `current_message_id` (any message of the
     session; 422 otherwise) becomes the current message, so the thread shows the branch
-    through it and new messages go under it. At least one field. Counts as activity: the
+    through it and new messages go under it; and/or `expires_at`: a time in the future makes it
+    a temporary chat, `null` keeps it again. At least one field. Counts as activity: the
     session moves to the top of the list."""
     return await SessionService(caller.uow).update(
-        caller.user_id, session_id, title=body.title, current_message_id=body.current_message_id
+        caller.user_id,
+        session_id,
+        title=body.title,
+        current_message_id=body.current_message_id,
+        expiry=body.expiry,
     )
 
 

@@ -110,8 +110,21 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ExpiresAt = Annotated[
+    datetime,
+    Field(
+        description="A temporary chat: after this time (in the future, with a time zone) the "
+        "session is gone from every route, and the retention sweep deletes it with its messages.",
+        examples=["2030-01-01T00:00:00Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
+    AfterValidator(rules.validate_expiry),
+]
+
+
 class SessionCreateDTO(_Input):
     title: Title
+    expires_at: Annotated[ExpiresAt | None, *NotNull] = None
 
 
 class SessionUpdateDTO(_Input):
@@ -125,12 +138,22 @@ class SessionUpdateDTO(_Input):
         description="Switch branch: any message of this session becomes the current one (the "
         "last message of the active branch, under which new messages go).",
     )
+    expires_at: ExpiresAt | None = Field(
+        default=None,
+        description="Make the session temporary (a time in the future), or `null` to keep it "
+        "again; left out, unchanged.",
+    )
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> SessionUpdateDTO:
         if not self.model_fields_set:
-            raise ValueError("give a title, a current_message_id, or both")
+            raise ValueError("give a title, a current_message_id, an expires_at, or several")
         return self
+
+    @property
+    def expiry(self) -> datetime | Literal["keep"] | None:
+        """The new expiry: a time, None (clear it), or "keep" when the field was left out."""
+        return self.expires_at if "expires_at" in self.model_fields_set else "keep"
 
 
 class FunctionCallIn(_Input):
@@ -341,6 +364,9 @@ class SessionDTO(_Output):
     current_message_id: int | None = Field(
         default=None,
         description="The last message of the active branch (null while the session is empty).",
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When a temporary chat goes; null: kept (subject to retention)."
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, ToolCall, UserDTO
@@ -52,10 +53,18 @@ class UserRepository(Protocol):
         ...
 
 
+#: A session's new expiry: a time, None (not temporary any more), or "keep" (unchanged).
+Expiry = datetime | None | Literal["keep"]
+
+
 class SessionRepository(Protocol):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    """Every query treats an expired session (`expires_at` passed) as missing."""
+
+    async def add(
+        self, user_id: int, title: str, max_sessions: int, expires_at: datetime | None = None
+    ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
-        `max_sessions` sessions or no longer exists."""
+        `max_sessions` sessions (expired ones not counted) or no longer exists."""
         ...
 
     async def session_count(self, user_id: int) -> int | None:
@@ -69,10 +78,16 @@ class SessionRepository(Protocol):
         ...
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self,
+        session_id: int,
+        user_id: int,
+        title: str | None,
+        current_message_id: int | None,
+        expiry: Expiry = "keep",
     ) -> SessionDTO | None:
-        """Rename and/or switch branch (None: unchanged), counted as activity; None when there
-        is no such session, or `current_message_id` is not one of its messages."""
+        """Rename, switch branch (None: unchanged) and/or set the expiry, counted as activity;
+        None when there is no such session, or `current_message_id` is not one of its
+        messages."""
         ...
 
     async def lock(self, session_id: int, user_id: int) -> bool:

@@ -64,6 +64,7 @@ class SessionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     current_message_id: int | None = None
+    expires_at: datetime | None = None
 
 
 class MessageOut(BaseModel):

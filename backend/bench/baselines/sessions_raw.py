@@ -32,7 +32,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
+SESSION_COLUMNS = (
+    "id, user_id, title, message_count, created_at, updated_at, current_message_id, expires_at"
+)
+#: A temporary session past its expiry is gone, as in the app.
+LIVE = "(expires_at IS NULL OR expires_at > now())"
 MESSAGE_COLUMNS = (
     "id, session_id, role, content, tokens, created_at, status, input_tokens, error, parent_id, "
     "tool_calls, tool_call_id, finish_reason, model"
@@ -40,20 +44,20 @@ MESSAGE_COLUMNS = (
 
 LIST_SESSIONS = (
     f"SELECT {SESSION_COLUMNS} FROM sessions "
-    "WHERE user_id=$1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+    f"WHERE user_id=$1 AND {LIVE} ORDER BY updated_at DESC, id DESC LIMIT $2"
 )
-GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=$1 AND user_id=$2"
+GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=$1 AND user_id=$2 AND {LIVE}"
 # The session row is locked first and the message goes under its current message (appends to
 # one session serialise and chain, as in the app); then the session's counter, recency and
 # current message move with it, in one statement. No row from `s`: not the caller's session,
 # nothing inserted.
 ADD_MESSAGE = f"""
 WITH s AS (
-    SELECT id, current_message_id FROM sessions WHERE id = $1 AND user_id = $2
+    SELECT id, current_message_id FROM sessions WHERE id = $1 AND user_id = $2 AND {LIVE}
     FOR NO KEY UPDATE
 ), m AS (
-    INSERT INTO messages (session_id, parent_id, role, content, tokens, created_at)
-    SELECT s.id, s.current_message_id, $3, $4, $5, clock_timestamp() FROM s
+    INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, created_at)
+    SELECT s.id, $2, s.current_message_id, $3, $4, $5, clock_timestamp() FROM s
     RETURNING {MESSAGE_COLUMNS}
 ), moved AS (
     UPDATE sessions
@@ -71,7 +75,7 @@ LEFT JOIN LATERAL (
     SELECT {MESSAGE_COLUMNS}
     FROM messages WHERE session_id = s.id ORDER BY created_at, id LIMIT $3
 ) AS m ON true
-WHERE s.id = $1 AND s.user_id = $2
+WHERE s.id = $1 AND s.user_id = $2 AND {LIVE.replace("expires_at", "s.expires_at")}
 """
 
 SESSION_DEFAULT_LIMIT = 50
@@ -93,6 +97,7 @@ def _session(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": _timestamp(row["created_at"]),
         "updated_at": _timestamp(row["updated_at"]),
         "current_message_id": row["current_message_id"],
+        "expires_at": _timestamp(row["expires_at"]) if row["expires_at"] else None,
     }
 
 

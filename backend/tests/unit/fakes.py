@@ -19,6 +19,7 @@ from app.domain.language_model import Chunk, PromptMessage, ToolOptions
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
     Exchange,
+    Expiry,
     ForkSource,
     IdempotencyRecord,
     KnownUser,
@@ -124,8 +125,14 @@ class FakeUsers(FakeRepository):
         return True
 
 
+def _expired(session: SessionDTO) -> bool:
+    return session.expires_at is not None and session.expires_at <= datetime.now(UTC)
+
+
 class FakeSessions(FakeRepository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    async def add(
+        self, user_id: int, title: str, max_sessions: int, expires_at: datetime | None = None
+    ) -> SessionDTO | None:
         self.uow.write()
         owner = self.uow.users._by_id(user_id)
         if owner is None or owner.session_count >= max_sessions:
@@ -139,6 +146,7 @@ class FakeSessions(FakeRepository):
             message_count=0,
             created_at=now,
             updated_at=now,
+            expires_at=expires_at,
         )
         self.store.sessions[session.id] = session
         return session
@@ -149,11 +157,13 @@ class FakeSessions(FakeRepository):
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None:
         session = self.store.sessions.get(session_id)
-        return session if session is not None and session.user_id == user_id else None
+        if session is None or session.user_id != user_id or _expired(session):
+            return None
+        return session
 
     async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
         rows = sorted(
-            (s for s in self.store.sessions.values() if s.user_id == user_id),
+            (s for s in self.store.sessions.values() if s.user_id == user_id and not _expired(s)),
             key=lambda s: (s.updated_at, s.id),
             reverse=True,
         )
@@ -163,7 +173,12 @@ class FakeSessions(FakeRepository):
         return rows[page.skip : page.skip + page.limit]
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self,
+        session_id: int,
+        user_id: int,
+        title: str | None,
+        current_message_id: int | None,
+        expiry: Expiry = "keep",
     ) -> SessionDTO | None:
         self.uow.write()
         session = await self.get(session_id, user_id)
@@ -177,6 +192,8 @@ class FakeSessions(FakeRepository):
             if target is None or target.session_id != session_id:
                 return None
             changes["current_message_id"] = current_message_id
+        if expiry != "keep":
+            changes["expires_at"] = expiry
         session = session.model_copy(update=changes)
         self.store.sessions[session_id] = session
         return session

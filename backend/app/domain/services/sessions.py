@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from app.domain.dtos import SessionDTO
 from app.domain.errors import AccountGone, Conflict, InvalidInput, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
-from app.domain.ports import UnitOfWork
-from app.domain.rules import Limits, normalize_title
+from app.domain.ports import Expiry, UnitOfWork
+from app.domain.rules import Limits, normalize_title, validate_expiry
 
 
 def session_not_found(session_id: int) -> NotFound:
@@ -28,11 +30,16 @@ class SessionService:
         self._uow = uow
         self._limits = limits or Limits()
 
-    async def create(self, user_id: int, title: str) -> SessionDTO:
+    async def create(
+        self, user_id: int, title: str, expires_at: datetime | None = None
+    ) -> SessionDTO:
         """One statement: the owner's session counter grows (exactly, under the user row's
-        lock, so concurrent creates cannot overshoot the quota) and the session is inserted."""
+        lock, so concurrent creates cannot overshoot the quota) and the session is inserted.
+        With `expires_at` it is a temporary chat."""
         maximum = self._limits.max_sessions_per_user
-        session = await self._uow.sessions.add(user_id, normalize_title(title), maximum)
+        if expires_at is not None:
+            expires_at = validate_expiry(expires_at)
+        session = await self._uow.sessions.add(user_id, normalize_title(title), maximum, expires_at)
         if session is not None:
             return session
         raise await refuse_new_session(self._uow, user_id, maximum)
@@ -58,13 +65,18 @@ class SessionService:
         *,
         title: str | None = None,
         current_message_id: int | None = None,
+        expiry: Expiry = "keep",
     ) -> SessionDTO:
-        """Rename, switch branch (any message of the session becomes the current one), or
-        both, in one statement; either counts as activity."""
-        if title is None and current_message_id is None:
-            raise InvalidInput("give a title, a current_message_id, or both")
+        """Rename, switch branch (any message of the session becomes the current one), make it
+        temporary or not, or several, in one statement; any counts as activity."""
+        if title is None and current_message_id is None and expiry == "keep":
+            raise InvalidInput("give a title, a current_message_id, an expires_at, or several")
         title = normalize_title(title) if title is not None else None
-        session = await self._uow.sessions.update(session_id, user_id, title, current_message_id)
+        if isinstance(expiry, datetime):
+            expiry = validate_expiry(expiry)
+        session = await self._uow.sessions.update(
+            session_id, user_id, title, current_message_id, expiry
+        )
         if session is not None:
             return session
         if await self._uow.sessions.get(session_id, user_id) is None:

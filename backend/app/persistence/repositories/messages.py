@@ -29,7 +29,7 @@ from app.domain.ports import (
     UnansweredCall,
 )
 from app.persistence.repositories.base import Repository, Sql, first
-from app.persistence.repositories.sessions import SESSION_COLUMNS
+from app.persistence.repositories.sessions import LIVE, SESSION_COLUMNS, live
 
 
 def columns(m: str) -> str:
@@ -66,6 +66,7 @@ _ADD = Sql(
     WITH RECURSIVE locked AS (
         SELECT id, current_message_id FROM sessions
         WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
+          AND {LIVE}
         FOR NO KEY UPDATE
     ), walk AS (
         SELECT m.id, m.parent_id, m.tool_calls, m.tool_call_id
@@ -86,9 +87,9 @@ _ADD = Sql(
              WHERE walk.tool_call_id = CAST(:tool_call_id AS varchar)) AS answered_by
         FROM locked
     ), added AS (
-        INSERT INTO messages (session_id, parent_id, role, content, tokens, tool_calls,
+        INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, tool_calls,
                               tool_call_id, created_at)
-        SELECT probe.session_id, probe.parent_id, :role, :content, :tokens,
+        SELECT probe.session_id, :user_id, probe.parent_id, :role, :content, :tokens,
                CAST(CAST(:tool_calls AS text) AS jsonb), CAST(:tool_call_id AS varchar),
                clock_timestamp()
         FROM probe
@@ -108,7 +109,7 @@ _ADD = Sql(
 _GET = Sql(
     f"""
     SELECT {columns("m")} FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
-    WHERE m.id = :message_id AND s.user_id = :user_id
+    WHERE m.id = :message_id AND s.user_id = :user_id AND {live("s")}
     """
 )
 
@@ -124,7 +125,7 @@ def _list_sql(after: bool) -> Sql:
             SELECT * FROM messages AS m WHERE m.session_id = s.id {cursor}
             ORDER BY m.created_at, m.id OFFSET :skip LIMIT :limit
         ) AS p ON true
-        WHERE s.id = :session_id AND s.user_id = :user_id
+        WHERE s.id = :session_id AND s.user_id = :user_id AND {live("s")}
         ORDER BY p.created_at, p.id
         """
     )
@@ -153,7 +154,7 @@ _THREAD = Sql(
             CAST(:before AS bigint) IS NULL OR b.id IS NOT NULL AS before_found
         FROM sessions
         LEFT JOIN messages AS b ON b.id = CAST(:before AS bigint) AND b.session_id = sessions.id
-        WHERE sessions.id = :session_id AND sessions.user_id = :user_id
+        WHERE sessions.id = :session_id AND sessions.user_id = :user_id AND {LIVE}
     ), path AS (
         SELECT m.*, 1 AS depth FROM s JOIN messages AS m
             ON m.id = s.start_id AND m.session_id = s.id
@@ -210,14 +211,16 @@ def _exchange_sql(locked: str, anchor: str) -> Sql:
             SELECT probe.*, clock_timestamp() AS at FROM probe
             WHERE NOT unseen AND NOT nothing_to_continue
         ), asked AS (
-            INSERT INTO messages (session_id, parent_id, role, content, created_at)
-            SELECT ready.session_id, ready.parent_id, 'user', CAST(:prompt AS text), ready.at
+            INSERT INTO messages (session_id, user_id, parent_id, role, content, created_at)
+            SELECT ready.session_id, :user_id, ready.parent_id, 'user', CAST(:prompt AS text),
+                   ready.at
             FROM ready WHERE CAST(:prompt AS text) IS NOT NULL
             RETURNING {RETURNED}
         ), reply AS (
-            INSERT INTO messages (session_id, parent_id, role, content, status, worker_key,
-                                  model, created_at)
-            SELECT ready.session_id, coalesce((SELECT asked.id FROM asked), ready.parent_id),
+            INSERT INTO messages (session_id, user_id, parent_id, role, content, status,
+                                  worker_key, model, created_at)
+            SELECT ready.session_id, :user_id,
+                   coalesce((SELECT asked.id FROM asked), ready.parent_id),
                    'assistant', '', 'streaming', CAST(:worker_key AS integer),
                    CAST(:model AS varchar), ready.at
             FROM ready
@@ -242,19 +245,20 @@ def _exchange_sql(locked: str, anchor: str) -> Sql:
 
 
 _START = _exchange_sql(
-    """
+    f"""
     SELECT id, current_message_id FROM sessions
     WHERE id = :session_id AND user_id = :user_id AND message_count + :adding <= :max_messages
+      AND {LIVE}
     FOR NO KEY UPDATE""",
     """CASE CAST(:parent_mode AS text) WHEN 'current' THEN locked.current_message_id
            WHEN 'given' THEN CAST(:parent_id AS bigint) END""",
 )
 _REGENERATE = _exchange_sql(
-    """
+    f"""
     SELECT s.id, t.parent_id AS anchor_id
     FROM messages AS t JOIN sessions AS s ON s.id = t.session_id
     WHERE t.id = :message_id AND s.user_id = :user_id AND t.role = 'assistant'
-      AND t.parent_id IS NOT NULL AND s.message_count + 1 <= :max_messages
+      AND t.parent_id IS NOT NULL AND s.message_count + 1 <= :max_messages AND {live("s")}
     FOR NO KEY UPDATE OF s""",
     "locked.anchor_id",
 )
@@ -279,11 +283,12 @@ _COPY = Sql(
             SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM ordered
         ) AS drawn
     ), copied AS (
-        INSERT INTO messages (id, session_id, parent_id, role, content, tokens, created_at,
-                              status, input_tokens, error, finished_at, tool_calls,
+        INSERT INTO messages (id, session_id, user_id, parent_id, role, content, tokens,
+                              created_at, status, input_tokens, error, finished_at, tool_calls,
                               tool_call_id, finish_reason, model)
         OVERRIDING SYSTEM VALUE
-        SELECT ids.id, :target_id, lag(ids.id) OVER (ORDER BY o.n), o.role, o.content, o.tokens,
+        SELECT ids.id, :target_id, o.user_id, lag(ids.id) OVER (ORDER BY o.n), o.role, o.content,
+               o.tokens,
                o.created_at, o.status, o.input_tokens, o.error, o.finished_at, o.tool_calls,
                o.tool_call_id, o.finish_reason, o.model
         FROM ordered AS o JOIN ids ON ids.n = o.n

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from asyncpg import Record
@@ -8,15 +9,36 @@ from pydantic import TypeAdapter
 
 from app.domain.dtos import SessionDTO
 from app.domain.pagination import PageRequest
-from app.domain.ports import ForkSource
+from app.domain.ports import Expiry, ForkSource
 from app.persistence.repositories.base import Repository, Sql, first
 
-SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
+SESSION_COLUMNS = (
+    "id, user_id, title, message_count, created_at, updated_at, current_message_id, expires_at"
+)
 _COLUMNS = SESSION_COLUMNS
-_GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
+
+
+def live(alias: str | None = None) -> str:
+    """The session has not expired: a temporary chat past its `expires_at` is gone from every
+    route at once, whether or not the sweep has deleted it yet."""
+    column = f"{alias}.expires_at" if alias else "expires_at"
+    return f"({column} IS NULL OR {column} > now())"
+
+
+#: `live()` for statements that name the table without an alias.
+LIVE = live()
+#: How many of the sessions counted in `users.session_count` have expired but are not deleted
+#: yet (the partial index on `(user_id, expires_at)` answers it).
+EXPIRED_COUNT = (
+    "(SELECT count(*) FROM sessions AS x WHERE x.user_id = users.id AND x.expires_at <= now())"
+)
+
+_GET = Sql(
+    f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}"
+)
 _SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
 _MESSAGE_COUNT = Sql(
-    "SELECT message_count FROM sessions WHERE id = :session_id AND user_id = :user_id"
+    f"SELECT message_count FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}"
 )
 
 
@@ -24,7 +46,7 @@ def _list_sql(after: bool) -> Sql:
     # Most recently active first; `(updated_at, id)` is a total order, so cursors never skip.
     cursor = "AND (updated_at, id) < (:after_at, :after_id)" if after else ""
     return Sql(
-        f"SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {cursor} "
+        f"SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id AND {LIVE} {cursor} "
         "ORDER BY updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
     )
 
@@ -36,10 +58,11 @@ _ADD = Sql(
     f"""
     WITH owner AS (
         UPDATE users SET session_count = session_count + 1
-        WHERE id = :user_id AND session_count < :max_sessions
+        WHERE id = :user_id AND session_count - {EXPIRED_COUNT} < :max_sessions
         RETURNING id
     )
-    INSERT INTO sessions (user_id, title) SELECT id, :title FROM owner
+    INSERT INTO sessions (user_id, title, expires_at)
+    SELECT id, :title, CAST(:expires_at AS timestamptz) FROM owner
     RETURNING {_COLUMNS}
     """
 )
@@ -50,8 +73,10 @@ _UPDATE = Sql(
     UPDATE sessions
     SET title = coalesce(CAST(:title AS varchar), title),
         current_message_id = coalesce(CAST(:current AS bigint), current_message_id),
+        expires_at = CASE WHEN CAST(:set_expiry AS boolean) THEN CAST(:expires_at AS timestamptz)
+                     ELSE expires_at END,
         updated_at = clock_timestamp()
-    WHERE id = :session_id AND user_id = :user_id
+    WHERE id = :session_id AND user_id = :user_id AND {LIVE}
       AND (CAST(:current AS bigint) IS NULL OR EXISTS (
           SELECT 1 FROM messages AS m
           WHERE m.id = CAST(:current AS bigint) AND m.session_id = :session_id))
@@ -59,26 +84,28 @@ _UPDATE = Sql(
     """
 )
 _LOCK = Sql(
-    "SELECT id FROM sessions WHERE id = :session_id AND user_id = :user_id FOR NO KEY UPDATE"
+    f"SELECT id FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE} "
+    "FOR NO KEY UPDATE"
 )
 # KEY SHARE: the session cannot be deleted until the fork commits, while appends (NO KEY
 # UPDATE) go on.
 _FORK_SOURCE = Sql(
-    """
+    f"""
     SELECT s.title,
         CASE WHEN CAST(:message_id AS bigint) IS NULL THEN s.current_message_id ELSE m.id END
             AS end_id,
         CAST(:message_id AS bigint) IS NULL OR m.id IS NOT NULL AS found
     FROM sessions AS s
     LEFT JOIN messages AS m ON m.id = CAST(:message_id AS bigint) AND m.session_id = s.id
-    WHERE s.id = :session_id AND s.user_id = :user_id
+    WHERE s.id = :session_id AND s.user_id = :user_id AND {live("s")}
     FOR KEY SHARE OF s
     """
 )
 _DELETE = Sql(
-    """
+    f"""
     WITH gone AS (
-        DELETE FROM sessions WHERE id = :session_id AND user_id = :user_id RETURNING user_id
+        DELETE FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}
+        RETURNING user_id
     )
     UPDATE users SET session_count = session_count - 1 FROM gone
     WHERE users.id = gone.user_id
@@ -95,8 +122,15 @@ def _session(row: Record) -> SessionDTO:
 
 
 class SqlSessionRepository(Repository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
-        params = {"user_id": user_id, "title": title, "max_sessions": max_sessions}
+    async def add(
+        self, user_id: int, title: str, max_sessions: int, expires_at: datetime | None = None
+    ) -> SessionDTO | None:
+        params = {
+            "user_id": user_id,
+            "title": title,
+            "max_sessions": max_sessions,
+            "expires_at": expires_at,
+        }
         row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
 
@@ -117,13 +151,20 @@ class SqlSessionRepository(Repository):
         return _SESSIONS.validate_python([dict(row) for row in rows])  # one call for the page
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self,
+        session_id: int,
+        user_id: int,
+        title: str | None,
+        current_message_id: int | None,
+        expiry: Expiry = "keep",
     ) -> SessionDTO | None:
         params = {
             "session_id": session_id,
             "user_id": user_id,
             "title": title,
             "current": current_message_id,
+            "set_expiry": expiry != "keep",
+            "expires_at": None if expiry == "keep" else expiry,
         }
         row = first(await self._db.write(_UPDATE, params))
         return _session(row) if row is not None else None
