@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import docs, errors, health, messages, openapi, sessions, users
+from app.api import docs, errors, health, messages, openapi, search, sessions, users
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
@@ -30,6 +30,7 @@ from app.core.tracing import Tracing
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
 from app.domain.services.replies import ReplyPolicy, ReplyService
+from app.domain.services.usage import DailyLimit
 from app.domain.services.users import KnownUsers
 from app.llm import build_provider
 from app.persistence.channels import USER_DELETED
@@ -108,6 +109,7 @@ def create_app(
         known_users,
         observer=ReplyTelemetry(model_name(settings.llm_provider, settings.llm_model)),
         idempotency=idempotency,
+        daily_limit=DailyLimit(settings.user_daily_token_limit),
     )
 
     @asynccontextmanager
@@ -170,7 +172,7 @@ def create_app(
     errors.install(app, forget_user=known_users.forget)
     docs.install(app)
     openapi.install(app)
-    for router in (health, metrics_api, sessions, messages, users, replies_api):
+    for router in (health, metrics_api, sessions, messages, users, replies_api, search):
         app.include_router(router.router)
     if tracing is not None:
         tracing.instrument_app(app)

@@ -434,3 +434,53 @@ class UserDTO(BaseModel):
     )
     created_at: datetime
     session_count: int = Field(description="How many chat sessions the account owns.")
+
+
+class SnippetPart(_Output):
+    text: str = Field(description="Text of the message or title, to be shown as text.")
+    match: bool = Field(description="This part matches the query: highlight it.")
+
+
+class SearchHitDTO(_Output):
+    """A message, or a session title, matching a search."""
+
+    kind: Literal["message", "title"] = Field(
+        description="`message`: a message matched; `title`: the session's title matched."
+    )
+    session_id: int
+    session_title: str
+    message_id: int | None = Field(description="The matching message; null for a title hit.")
+    role: Role | None = Field(description="The message's role; null for a title hit.")
+    created_at: datetime = Field(
+        description="The message's time; for a title hit, the session's last activity."
+    )
+    snippet: list[SnippetPart] = Field(
+        description="An excerpt around the best match (a title hit: the whole title) in parts, "
+        "the matching words marked `match: true`. No HTML: render every part as text."
+    )
+
+
+UsageGrouping = Literal["day", "model", "session"]
+
+
+class UsageTotals(_Output):
+    input_tokens: int = Field(description="Prompt tokens of the replies.")
+    output_tokens: int = Field(description="Tokens the replies produced.")
+    replies: int = Field(description="Replies started (streaming ones included).")
+
+
+class UsageGroupDTO(UsageTotals):
+    key: str = Field(
+        description="The group: a UTC day (`YYYY-MM-DD`), a model name (empty when none was "
+        "recorded), or a session id in decimal."
+    )
+
+
+class UsageDTO(_Output):
+    start: datetime = Field(alias="from", description="Start of the period (included).")
+    end: datetime = Field(alias="to", description="End of the period (excluded).")
+    group_by: UsageGrouping
+    total: UsageTotals
+    groups: list[UsageGroupDTO] = Field(description="One per group with usage, in key order.")
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)

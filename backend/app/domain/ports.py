@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, ToolCall, UserDTO
+from app.domain.dtos import (
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    ToolCall,
+    UsageGrouping,
+    UserDTO,
+)
 from app.domain.language_model import PromptMessage
-from app.domain.pagination import PageRequest
+from app.domain.pagination import PageRequest, SearchCursor
+from app.domain.search import Markers
 
 #: Where a reply's new messages go: under the session's current message, under a given
 #: message of the session, or (None) at the root.
@@ -278,6 +287,67 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SearchRow:
+    """A hit as stored: its sort key (`score`, `at`, `kind`, `id`) and its marked snippet."""
+
+    kind: Literal["m", "s"]
+    id: int
+    score: int
+    at: datetime
+    session_id: int
+    session_title: str
+    role: Role | None
+    marked: str
+
+
+class SearchRepository(Protocol):
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int,
+        after: SearchCursor | None,
+        config: str,
+        markers: Markers,
+    ) -> Sequence[SearchRow]:
+        """The caller's messages and live sessions' titles matching `query` (web-search
+        syntax, text search configuration `config`), best first: `score` (relevance in
+        millionths), then time, kind and id, descending; each snippet marked with `markers`.
+        Empty when the query holds no term to look for (only stop words, signs, or negations)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str
+    input_tokens: int
+    output_tokens: int
+    replies: int
+
+
+class UsageRepository(Protocol):
+    """Counts the replies this service generated (not messages posted by clients, nor a fork's
+    copies of replies), from the messages' own columns, one user's rows only."""
+
+    async def report(
+        self, user_id: int, start: datetime, end: datetime, group_by: UsageGrouping
+    ) -> Sequence[UsageRow]:
+        """Usage in `[start, end)` by group, in key order; expired sessions left out."""
+        ...
+
+    async def hold(self, user_id: int) -> None:
+        """Inside `atomic()`: take the user's usage lock until the transaction ends, so checks
+        and reply starts of one user run one at a time, in every process."""
+        ...
+
+    async def used_since(self, user_id: int, since: datetime) -> int:
+        """Input plus output tokens of the user's replies created since `since`; a reply still
+        streaming counts as one token (its usage is not known yet)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One use case's access to storage.
 
@@ -294,6 +364,10 @@ class UnitOfWork(Protocol):
     def messages(self) -> MessageRepository: ...
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+    @property
+    def search(self) -> SearchRepository: ...
+    @property
+    def usage(self) -> UsageRepository: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]: ...
 

@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, UserDTO
+from app.domain.dtos import (
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    UsageGrouping,
+    UserDTO,
+)
 from app.domain.language_model import Chunk, PromptMessage, ToolOptions
-from app.domain.pagination import PageRequest
+from app.domain.pagination import PageRequest, SearchCursor
 from app.domain.ports import (
     Exchange,
     Expiry,
@@ -25,14 +32,17 @@ from app.domain.ports import (
     KnownUser,
     NewMessage,
     Parent,
+    SearchRow,
     Stale,
     StartRefusal,
     ThreadPage,
     UnansweredCall,
     UnitOfWork,
     UnitOfWorkFactory,
+    UsageRow,
 )
 from app.domain.reply_runtime import LiveReply, Progress, ReplyOutcome, StopReason
+from app.domain.search import Markers
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -534,6 +544,96 @@ class FakeIdempotency(FakeRepository):
         return 0
 
 
+class FakeSearch(FakeRepository):
+    """Words, `-word`s and nothing else: enough for the service's rules (the real syntax is
+    PostgreSQL's, tested through HTTP)."""
+
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int,
+        after: SearchCursor | None,
+        config: str,
+        markers: Markers,
+    ) -> Sequence[SearchRow]:
+        words = [w.lower() for w in query.split() if not w.startswith("-") and w.isalnum()]
+        banned = {w[1:].lower() for w in query.split() if w.startswith("-")}
+        if not words:
+            return []
+
+        def marked(text: str) -> str | None:
+            found = {w.lower() for w in text.split()}
+            if not set(words) <= found or banned & found:
+                return None
+            return " ".join(
+                f"{markers.start}{w}{markers.stop}" if w.lower() in words else w
+                for w in text.split()
+            )
+
+        rows: list[SearchRow] = []
+        for m in self.store.messages.values():
+            session = await self.uow.sessions.get(m.session_id, user_id)
+            if session is not None and (text := marked(m.content)) is not None:
+                rows.append(
+                    SearchRow("m", m.id, 1, m.created_at, m.session_id, session.title, m.role, text)
+                )
+        rows.sort(key=lambda r: (r.score, r.at, r.kind, r.id), reverse=True)
+        if after is not None:
+            key = (after.score, after.at, after.kind, after.id)
+            rows = [r for r in rows if (r.score, r.at, r.kind, r.id) < key]
+        return rows[:limit]
+
+
+class FakeUsage(FakeRepository):
+    """Replies generated here are assistant messages with a model (the fake copies none)."""
+
+    held = False
+
+    def _replies(self, user_id: int, start: datetime, end: datetime) -> list[MessageDTO]:
+        return [
+            m
+            for m in self.store.messages.values()
+            if m.role == "assistant"
+            and m.model is not None
+            and start <= m.created_at < end
+            and self.store.sessions[m.session_id].user_id == user_id
+        ]
+
+    async def report(
+        self, user_id: int, start: datetime, end: datetime, group_by: UsageGrouping
+    ) -> Sequence[UsageRow]:
+        groups: dict[str, list[MessageDTO]] = {}
+        for m in self._replies(user_id, start, end):
+            key = {
+                "day": m.created_at.date().isoformat(),
+                "model": m.model or "",
+                "session": str(m.session_id),
+            }[group_by]
+            groups.setdefault(key, []).append(m)
+        return [
+            UsageRow(
+                key,
+                sum(m.input_tokens for m in ms),
+                sum(m.tokens for m in ms),
+                len(ms),
+            )
+            for key, ms in sorted(groups.items())
+        ]
+
+    async def hold(self, user_id: int) -> None:
+        assert self.uow.in_transaction, "the usage lock is held until the transaction ends"
+        self.held = True
+
+    async def used_since(self, user_id: int, since: datetime) -> int:
+        far = datetime.max.replace(tzinfo=UTC)
+        return sum(
+            1 if m.status == "streaming" else m.input_tokens + m.tokens
+            for m in self._replies(user_id, since, far)
+        )
+
+
 class FakeUnitOfWork:
     """Counts writes and transactions so tests can pin how a use case writes."""
 
@@ -543,6 +643,8 @@ class FakeUnitOfWork:
         self.sessions = FakeSessions(self)
         self.messages = FakeMessages(self)
         self.idempotency = FakeIdempotency(self)
+        self.search = FakeSearch(self)
+        self.usage = FakeUsage(self)
         #: Writes that ran outside atomic(), each its own transaction.
         self.loose_writes = 0
         #: atomic() blocks that committed.

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
-from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
+from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest, SearchCursor
 
 MAX_SKIP = 10_000
 
@@ -59,7 +59,7 @@ def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:
     return dependency
 
 
-def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, str]:
+def next_link(request: Request, cursor: Cursor | SearchCursor | None, limit: int) -> dict[str, str]:
     """An RFC 8288 `Link` header for the next page, or no header on the last page."""
     if cursor is None:
         return {}
