@@ -65,7 +65,7 @@ async def test_web_search_syntax_phrases_or_and_negation(
     assert [h["message_id"] for h in without] == [day_trip]
     hit = without[0]
     assert hit["kind"] == "message"
-    assert hit["session_id"] == sid and hit["session_title"] == "Holidays"
+    assert (hit["session_id"], hit["session_title"]) == (sid, "Holidays")
     assert hit["role"] == "user"
     assert _matched(hit) == ["trip"]
     assert "".join(part["text"] for part in hit["snippet"]) == "A day trip from Lisbon to Sintra"
@@ -111,7 +111,8 @@ async def test_html_and_markers_in_text_cannot_forge_a_match(
     (hit,) = await _search(client, alice, "real")
     assert _matched(hit) == ["real"]
     whole = "".join(part["text"] for part in hit["snippet"])
-    assert "<b>secret</b>" in whole and f"{forged.start}fake{forged.stop}" in whole
+    assert "<b>secret</b>" in whole
+    assert f"{forged.start}fake{forged.stop}" in whole
 
 
 async def test_pages_follow_the_link_without_repeats_or_gaps(
