@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -11,8 +10,11 @@ from app.api.dependencies.auth import CallerDep
 from app.api.errors import problem_responses
 from app.api.routing import StrictQueryRoute
 from app.domain.dtos import UsageDTO, UsageGrouping, UserDTO
-from app.domain.services.usage import UsageService
+from app.domain.services.usage import UsageService, parse_moment
 from app.domain.services.users import UserService
+
+#: `from` and `to` are ISO 8601 dates or date-times.
+MOMENT_SCHEMA: dict[str, Any] = {"anyOf": [{"format": "date"}, {"format": "date-time"}]}
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -44,17 +46,21 @@ async def delete_me(caller: CallerDep) -> Response:
 async def get_my_usage(
     caller: CallerDep,
     start: Annotated[
-        date | datetime | None,
+        str | None,
         Query(
             alias="from",
+            max_length=40,
+            json_schema_extra=MOMENT_SCHEMA,
             description="Start of the period (included): a date (its first instant, UTC) or a "
             "date-time (without a zone: UTC). Default: 30 days before `to`.",
         ),
     ] = None,
     end: Annotated[
-        date | datetime | None,
+        str | None,
         Query(
             alias="to",
+            max_length=40,
+            json_schema_extra=MOMENT_SCHEMA,
             description="End of the period (excluded): a date means the end of that day (UTC), "
             "so `to=2026-11-30` includes the 30th. Default: now.",
         ),
@@ -67,4 +73,6 @@ async def get_my_usage(
     caller in the period, in total and by group, from the replies themselves (messages posted
     by clients and a fork's copies are not counted; nor are expired temporary sessions). `from`
     must come before `to` and the period span at most 366 days (422 otherwise)."""
-    return await UsageService(caller.uow).report(caller.user_id, start, end, group_by)
+    return await UsageService(caller.uow).report(
+        caller.user_id, parse_moment(start, "from"), parse_moment(end, "to"), group_by
+    )

@@ -24,6 +24,21 @@ MAX_RANGE_DAYS = 366
 DEFAULT_RANGE = timedelta(days=30)
 
 
+def parse_moment(value: str | None, field: str) -> date | datetime | None:
+    """An ISO 8601 date (`2026-11-30`) or date-time (`2026-11-30T12:00:00Z`), as written."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: an ISO 8601 date (2026-11-30) or date-time (2026-11-30T12:00:00Z)",
+            loc=("query", field),
+        ) from None
+
+
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
