@@ -35,6 +35,7 @@ from app.domain.services.users import KnownUsers
 from app.llm import build_provider
 from app.persistence.channels import USER_DELETED
 from app.persistence.listener import Listener
+from app.persistence.retention import RetentionPolicy, RetentionSweeper
 from app.persistence.unit_of_work import SqlUnitOfWork, unit_of_work_factory
 from app.replies import ReplyRuntime
 
@@ -90,6 +91,17 @@ def create_app(
         sweep_s=settings.reply_sweep_s,
         coalesce_s=settings.reply_coalesce_ms / 1000,
     )
+    sweeper = RetentionSweeper(
+        ConnectParams.from_url(engine.url),
+        RetentionPolicy(
+            retention_days=settings.retention_days,
+            batch_size=settings.retention_batch_size,
+            pause_s=settings.retention_pause_ms / 1000,
+            interval_s=settings.retention_sweep_s,
+        ),
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
     tokens = RememberedTokens(
         OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
     )
@@ -116,6 +128,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
         await runtime.start()
+        sweeping = asyncio.create_task(sweeper.run(), name="retention-sweep")
         finishing: list[asyncio.Task[None]] = []
         if handle_exit_signals:
             grace = settings.reply_shutdown_grace_s
@@ -125,6 +138,8 @@ def create_app(
         try:
             yield
         finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
             if finishing:
                 await asyncio.gather(*finishing, return_exceptions=True)
             # Running replies finish within the grace period or are saved `failed`.
@@ -157,6 +172,7 @@ def create_app(
         replies=replies,
     )
     app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
+    app.state.retention = sweeper
 
     app.add_middleware(
         CORSMiddleware,
