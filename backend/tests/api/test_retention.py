@@ -191,7 +191,8 @@ async def test_the_api_keeps_answering_during_a_sweep_of_20000_sessions(
     assert await _titles(engine) == {"active"}
     print(
         "\nGET /api/sessions/{id} before the sweep: median "
-        f"{statistics.median(before) * 1000:.1f} ms, max {max(before) * 1000:.1f} ms ({len(before)} requests); during the sweep of "
+        f"{statistics.median(before) * 1000:.1f} ms, max {max(before) * 1000:.1f} ms "
+        f"({len(before)} requests); during the sweep of "
         f"20,000 sessions ({len(report.idle)} batches): median "
         f"{statistics.median(during) * 1000:.1f} ms, max {max(during) * 1000:.1f} ms "
         f"({len(during)} requests)"
