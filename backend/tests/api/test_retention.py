@@ -23,8 +23,8 @@ LOCK = {"a": RETENTION_LOCK[0], "b": RETENTION_LOCK[1]}
 def _sweeper(
     settings: Settings,
     retention_days: int | None,
-    batch_size: int = RetentionPolicy.batch_size,
-    pause_s: float = RetentionPolicy.pause_s,
+    batch_size: int = 200,
+    pause_s: float = 0.05,
 ) -> RetentionSweeper:
     assert settings.database_url is not None
     policy = RetentionPolicy(retention_days=retention_days, batch_size=batch_size, pause_s=pause_s)
