@@ -13,8 +13,14 @@ from app.domain.dtos import UsageDTO, UsageGrouping, UserDTO
 from app.domain.services.usage import UsageService, parse_moment
 from app.domain.services.users import UserService
 
-#: `from` and `to` are ISO 8601 dates or date-times.
-MOMENT_SCHEMA: dict[str, Any] = {"anyOf": [{"format": "date"}, {"format": "date-time"}]}
+
+def _moment_schema(schema: dict[str, Any]) -> None:
+    """`from` and `to` are strings holding an ISO 8601 date or date-time (never null: leave
+    the parameter out instead)."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="string", maxLength=40, anyOf=[{"format": "date"}, {"format": "date-time"}])
+
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -50,7 +56,7 @@ async def get_my_usage(
         Query(
             alias="from",
             max_length=40,
-            json_schema_extra=MOMENT_SCHEMA,
+            json_schema_extra=_moment_schema,
             description="Start of the period (included): a date (its first instant, UTC) or a "
             "date-time (without a zone: UTC). Default: 30 days before `to`.",
         ),
@@ -60,7 +66,7 @@ async def get_my_usage(
         Query(
             alias="to",
             max_length=40,
-            json_schema_extra=MOMENT_SCHEMA,
+            json_schema_extra=_moment_schema,
             description="End of the period (excluded): a date means the end of that day (UTC), "
             "so `to=2026-11-30` includes the 30th. Default: now.",
         ),

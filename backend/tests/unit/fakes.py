@@ -297,6 +297,12 @@ class FakeMessages(FakeRepository):
         self.store.messages[message.id] = message
         return message
 
+    async def _insert_for_tests(
+        self, session_id: int, content: str, role: Role = "user", **fields: object
+    ) -> MessageDTO:
+        """A message added straight to the store (no rules): seeds for search and usage."""
+        return self._insert(session_id, role, content, None, **fields)
+
     def path(self, message_id: int | None) -> list[MessageDTO]:
         """From `message_id` up to the root, newest first."""
         found: list[MessageDTO] = []
