@@ -13,12 +13,19 @@ from app.persistence.repositories.base import Repository, Sql, first
 
 
 def _batch_sql(due: str) -> Sql:
+    # The owners' rows are taken with SKIP LOCKED too: an owner being erased (its row locked,
+    # the cascade about to wait for these sessions) is left for the next sweep, never waited
+    # for, so the two cannot deadlock.
     return Sql(
         f"""
-        WITH gone AS (
-            DELETE FROM sessions WHERE id IN (
-                SELECT id FROM sessions WHERE {due} LIMIT :batch FOR UPDATE SKIP LOCKED
-            )
+        WITH doomed AS (
+            SELECT id, user_id FROM sessions WHERE {due} LIMIT :batch FOR UPDATE SKIP LOCKED
+        ), owners AS (
+            SELECT id FROM users WHERE id IN (SELECT user_id FROM doomed)
+            FOR NO KEY UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM sessions
+            WHERE id IN (SELECT id FROM doomed WHERE user_id IN (SELECT id FROM owners))
             RETURNING user_id
         ), counted AS (
             UPDATE users SET session_count = session_count - owned.n
