@@ -199,3 +199,28 @@ async def test_the_api_keeps_answering_during_a_sweep_of_20000_sessions(
     )
     assert len(during) >= 10
     assert max(during) < 5.0
+
+
+async def test_the_sweep_never_waits_for_an_owner_being_written(
+    client: httpx.AsyncClient, engine: AsyncEngine, settings: Settings, auth: Auth
+) -> None:
+    """An owner's row held by another transaction (an account being erased takes it, then
+    waits for its sessions' rows): the sweep skips that owner's sessions this time instead of
+    waiting, so the two cannot deadlock; the next sweep takes them."""
+    alices = await _session(client, auth, "alice", "alice idle", messages=1)
+    bobs = await _session(client, auth, "bob", "bob idle", messages=1)
+    old = "UPDATE sessions SET updated_at = now() - interval '31 days'"
+    await _age(engine, old, [alices, bobs])
+    async with engine.connect() as holder:
+        await holder.execute(
+            text("SELECT id FROM users WHERE auth0_id = 'alice' FOR NO KEY UPDATE")
+        )
+        report = await asyncio.wait_for(_sweeper(settings, 30).sweep(), timeout=10)
+        assert report is not None
+        assert report.idle == [1]
+        assert await _titles(engine) == {"alice idle"}
+        await holder.rollback()
+    report = await _sweeper(settings, 30).sweep()
+    assert report is not None
+    assert report.idle == [1]
+    assert await _titles(engine) == set()
