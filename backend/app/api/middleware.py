@@ -25,7 +25,7 @@ class CrossOrigin:
     header here, without parsing the request's and the response's headers into objects.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
         self.app = app
         self.cors = CORSMiddleware(app, **options)
 
