@@ -12,6 +12,7 @@ from app.api.dependencies.pagination import ResourceId, SessionPage, before_link
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.api.routing import StrictQueryRoute
+from app.domain import rules
 from app.domain.dtos import (
     ForkCreateDTO,
     SessionCreateDTO,
@@ -44,15 +45,30 @@ THREAD_MAX_LIMIT = 1000
 async def create_session(
     body: SessionCreateDTO, idempotency: IdempotencyDep
 ) -> SessionDTO | Response:
-    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
+    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters);
+    `metadata` (optional) labels it, to filter the list by.
 
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
     caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: SessionService(uow, caller.services.limits).create(caller.user_id, body.title)
+        lambda uow: SessionService(uow, caller.services.limits).create(
+            caller.user_id, body.title, body.metadata
+        )
     )
+
+
+MetadataFilter = Annotated[
+    list[str],
+    Query(
+        max_length=rules.METADATA_MAX_KEYS,
+        description="`key:value`: only sessions whose metadata has this key with this value "
+        "(the value is everything after the first `:`). Repeat it (up to 16 times): every "
+        "pair must match.",
+        json_schema_extra={"items": {"type": "string", "pattern": rules.METADATA_FILTER_PATTERN}},
+    ),
+]
 
 
 @router.get("/", summary="List sessions")
@@ -61,13 +77,25 @@ async def list_sessions(
     response: Response,
     page: SessionPage,
     caller: CallerDep,
+    metadata: MetadataFilter = [],  # noqa: B006 (FastAPI copies defaults)
+    archived: Annotated[
+        bool,
+        Query(description="`true`: list the archived sessions (only them) instead of the others."),
+    ] = False,
 ) -> list[SessionDTO]:
-    """The caller's sessions, most recently active first (`updated_at`, then `id`, descending).
+    """The caller's sessions: pinned ones first, then the most recently active (`pinned`,
+    `updated_at`, then `id`, descending). Archived sessions are left out, unless
+    `archived=true`, which lists only them. `metadata=key:value` (repeatable) keeps the
+    sessions whose metadata holds every pair.
 
     `limit` defaults to 50 (max 100). When the page is full, a `Link: <...>; rel="next"` header
-    carries the cursor for the next page; `skip` is still accepted.
+    carries the cursor for the next page (filters included); `skip` is still accepted. Pinning,
+    unpinning or new activity moves a session in this order: a client paging meanwhile does not
+    see it again, or sees it once more, at its new place.
     """
-    result = await SessionService(caller.uow).list(caller.user_id, page)
+    result = await SessionService(caller.uow).list(
+        caller.user_id, page, archived=archived, metadata=metadata
+    )
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
@@ -81,17 +109,27 @@ async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
 @router.patch(
     "/{session_id}",
     responses=problem_responses(400, 404, 413, 415),
-    summary="Rename a session, or switch its branch",
+    summary="Change a session: title, branch, metadata, archive, pin",
 )
 async def update_session(
     session_id: ResourceId, body: SessionUpdateDTO, caller: CallerDep
 ) -> SessionDTO:
-    """Change the title, and/or switch branch: `current_message_id` (any message of the
-    session; 422 otherwise) becomes the current message, so the thread shows the branch
-    through it and new messages go under it. At least one field. Counts as activity: the
-    session moves to the top of the list."""
+    """Change any of the fields, or several, in one statement (at least one field):
+
+    - `title`; `current_message_id` switches branch (any message of the session; 422
+      otherwise): the thread shows the branch through it and new messages go under it. Either
+      counts as activity: the session moves to the top of its part of the list.
+    - `metadata` replaces the metadata as a whole (`{}` clears it); `archived` hides the session
+      from the list (or brings it back); `pinned` lists it first. None of these is activity.
+    """
     return await SessionService(caller.uow).update(
-        caller.user_id, session_id, title=body.title, current_message_id=body.current_message_id
+        caller.user_id,
+        session_id,
+        title=body.title,
+        current_message_id=body.current_message_id,
+        metadata=body.metadata,
+        archived=body.archived,
+        pinned=body.pinned,
     )
 
 

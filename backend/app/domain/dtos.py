@@ -49,6 +49,39 @@ Content = Annotated[
 ]
 
 
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    # Pydantic states the key pattern as `patternProperties`, which leaves keys outside it
+    # unconstrained; say it as `propertyNames`, every value a string.
+    pattern_properties = schema.pop("patternProperties", {})
+    names = schema.setdefault("propertyNames", {})
+    for pattern, values in pattern_properties.items():
+        names["pattern"] = pattern
+        schema["additionalProperties"] = values
+
+
+Metadata = Annotated[
+    dict[
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=rules.METADATA_KEY_MAX_CHARS,
+                pattern=rules.METADATA_KEY_PATTERN,
+            ),
+        ],
+        Annotated[
+            str, Field(max_length=rules.METADATA_VALUE_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+        ],
+    ],
+    Field(
+        max_length=rules.METADATA_MAX_KEYS,
+        description="Your own labels, to filter the list by: at most 16 keys of 1..64 "
+        "characters (no `:`) to string values of at most 512 characters. No NUL.",
+        examples=[{"project": "lisbon", "channel": "web"}],
+        json_schema_extra=_metadata_schema,
+    ),
+]
+
 MessageId = Annotated[int, Field(ge=1, le=rules.JSON_ID_MAX, description="A message id.")]
 ToolCallId = Annotated[
     str,
@@ -112,10 +145,11 @@ class _Input(BaseModel):
 
 class SessionCreateDTO(_Input):
     title: Title
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class SessionUpdateDTO(_Input):
-    """Rename, switch branch, or both; at least one field."""
+    """Any of the fields, or several; at least one."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
@@ -125,11 +159,24 @@ class SessionUpdateDTO(_Input):
         description="Switch branch: any message of this session becomes the current one (the "
         "last message of the active branch, under which new messages go).",
     )
+    metadata: Annotated[Metadata | None, *NotNull] = Field(
+        default=None, description="Replaces the metadata as a whole; `{}` clears it."
+    )
+    archived: Annotated[bool | None, *NotNull] = Field(
+        default=None,
+        description="Archived sessions leave the list (`GET /api/sessions/?archived=true` "
+        "lists them); everything else about them works as before.",
+    )
+    pinned: Annotated[bool | None, *NotNull] = Field(
+        default=None, description="Pinned sessions come first in the list."
+    )
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> SessionUpdateDTO:
         if not self.model_fields_set:
-            raise ValueError("give a title, a current_message_id, or both")
+            raise ValueError(
+                "give at least one of title, current_message_id, metadata, archived, pinned"
+            )
         return self
 
 
@@ -336,12 +383,18 @@ class SessionDTO(_Output):
     message_count: int = Field(description="Exact number of messages in the session.")
     created_at: datetime
     updated_at: datetime = Field(
-        description="Last activity: creation, rename, branch switch or newest message."
+        description="Last activity: creation, rename, branch switch or newest message "
+        "(metadata, archiving and pinning are not activity)."
     )
     current_message_id: int | None = Field(
         default=None,
         description="The last message of the active branch (null while the session is empty).",
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The client's labels (`{}` when none)."
+    )
+    archived: bool = Field(default=False, description="Hidden from the list unless asked for.")
+    pinned: bool = Field(default=False, description="Listed before the unpinned sessions.")
 
 
 class FunctionCall(_Output):
@@ -353,6 +406,32 @@ class ToolCall(_Output):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+
+
+Rating = Literal["up", "down"]
+FeedbackComment = Annotated[
+    str,
+    Field(
+        max_length=rules.FEEDBACK_COMMENT_MAX_CHARS,
+        pattern=rules.NO_NUL_PATTERN,
+        description="Why, in the user's words: at most 2,000 characters, no NUL.",
+    ),
+]
+
+
+class FeedbackInDTO(_Input):
+    rating: Rating = Field(description="Thumbs `up` or `down`.")
+    comment: Annotated[FeedbackComment | None, *NotNull] = None
+
+
+class FeedbackDTO(_Output):
+    rating: Rating
+    comment: str | None = None
+    created_at: datetime = Field(description="When this feedback was given (or last replaced).")
+
+
+#: The message row's feedback columns, folded into `MessageDTO.feedback`.
+FEEDBACK_COLUMNS = ("feedback_rating", "feedback_comment", "feedback_at")
 
 
 class MessageDTO(_Output):
@@ -391,6 +470,22 @@ class MessageDTO(_Output):
         description="The model that wrote a reply: the name the provider reported, else "
         "`LLM_MODEL` (`simulated` for the simulated model).",
     )
+    feedback: FeedbackDTO | None = Field(
+        default=None,
+        description="The user's rating of an assistant message, with its time; null when none.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_feedback(cls, data: Any) -> Any:
+        """Rows carry feedback as three columns; the API shows one object (or null)."""
+        if isinstance(data, dict) and FEEDBACK_COLUMNS[0] in data:
+            data = dict(data)
+            rating, comment, at = (data.pop(column) for column in FEEDBACK_COLUMNS)
+            data["feedback"] = (
+                None if rating is None else {"rating": rating, "comment": comment, "created_at": at}
+            )
+        return data
 
 
 class ThreadMessageDTO(MessageDTO):

@@ -7,7 +7,7 @@ of every query (`user_id` is an argument), so another user's row is simply not f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -52,8 +52,30 @@ class UserRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SessionChanges:
+    """What a `PATCH` changes: None leaves a field as it is."""
+
+    title: str | None = None
+    current_message_id: int | None = None
+    metadata: Mapping[str, str] | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+
+    @property
+    def is_activity(self) -> bool:
+        """A rename or a branch switch moves the session up the list; the rest does not."""
+        return self.title is not None or self.current_message_id is not None
+
+
 class SessionRepository(Protocol):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
         `max_sessions` sessions or no longer exists."""
         ...
@@ -64,15 +86,25 @@ class SessionRepository(Protocol):
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None: ...
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        """Most recently active first: `(updated_at, id)` descending."""
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        """The archived or the unarchived sessions whose metadata holds every pair of
+        `metadata`: pinned first, then most recently active (`(pinned, updated_at, id)`
+        descending, the cursor's order)."""
         ...
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
-        """Rename and/or switch branch (None: unchanged), counted as activity; None when there
-        is no such session, or `current_message_id` is not one of its messages."""
+        """Apply the changes in one statement (a rename or branch switch counts as activity);
+        None when there is no such session, or `current_message_id` is not one of its
+        messages."""
         ...
 
     async def lock(self, session_id: int, user_id: int) -> bool:

@@ -8,7 +8,14 @@ can pin how a use case writes. Users 1 and 2 exist from the start.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +31,7 @@ from app.domain.ports import (
     KnownUser,
     NewMessage,
     Parent,
+    SessionChanges,
     Stale,
     StartRefusal,
     ThreadPage,
@@ -125,7 +133,13 @@ class FakeUsers(FakeRepository):
 
 
 class FakeSessions(FakeRepository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
         self.uow.write()
         owner = self.uow.users._by_id(user_id)
         if owner is None or owner.session_count >= max_sessions:
@@ -139,6 +153,7 @@ class FakeSessions(FakeRepository):
             message_count=0,
             created_at=now,
             updated_at=now,
+            metadata=dict(metadata or {}),
         )
         self.store.sessions[session.id] = session
         return session
@@ -151,33 +166,49 @@ class FakeSessions(FakeRepository):
         session = self.store.sessions.get(session_id)
         return session if session is not None and session.user_id == user_id else None
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        wanted = (metadata or {}).items()
         rows = sorted(
-            (s for s in self.store.sessions.values() if s.user_id == user_id),
-            key=lambda s: (s.updated_at, s.id),
+            (
+                s
+                for s in self.store.sessions.values()
+                if s.user_id == user_id and s.archived == archived and wanted <= s.metadata.items()
+            ),
+            key=lambda s: (s.pinned, s.updated_at, s.id),
             reverse=True,
         )
         if page.after is not None:
-            after = (page.after.at, page.after.id)
-            rows = [s for s in rows if (s.updated_at, s.id) < after]
+            after = (page.after.pinned, page.after.at, page.after.id)
+            rows = [s for s in rows if (s.pinned, s.updated_at, s.id) < after]
         return rows[page.skip : page.skip + page.limit]
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
         self.uow.write()
         session = await self.get(session_id, user_id)
         if session is None:
             return None
-        changes: dict[str, object] = {"updated_at": self.store.now()}
-        if title is not None:
-            changes["title"] = title
-        if current_message_id is not None:
-            target = self.store.messages.get(current_message_id)
+        update: dict[str, object] = {
+            name: getattr(changes, name)
+            for name in ("title", "metadata", "archived", "pinned")
+            if getattr(changes, name) is not None
+        }
+        if changes.is_activity:
+            update["updated_at"] = self.store.now()
+        if changes.current_message_id is not None:
+            target = self.store.messages.get(changes.current_message_id)
             if target is None or target.session_id != session_id:
                 return None
-            changes["current_message_id"] = current_message_id
-        session = session.model_copy(update=changes)
+            update["current_message_id"] = changes.current_message_id
+        session = session.model_copy(update=update)
         self.store.sessions[session_id] = session
         return session
 

@@ -41,14 +41,15 @@ def columns(m: str) -> str:
          WHERE c.message_id = {m}.id), '')
     ELSE {m}.content END AS content,
     {m}.tokens, {m}.created_at, {m}.status, {m}.input_tokens, {m}.error, {m}.parent_id,
-    {m}.tool_calls, {m}.tool_call_id, {m}.finish_reason, {m}.model"""
+    {m}.tool_calls, {m}.tool_call_id, {m}.finish_reason, {m}.model, {m}.feedback_rating,
+    {m}.feedback_comment, {m}.feedback_at"""
 
 
 #: A message's fields, for rows just written by INSERT/UPDATE ... RETURNING (no chunks yet, or
 #: none any more).
 FIELDS = ("id", "session_id", "role", "content", "tokens", "created_at", "status",
           "input_tokens", "error", "parent_id", "tool_calls", "tool_call_id", "finish_reason",
-          "model")  # fmt: skip
+          "model", "feedback_rating", "feedback_comment", "feedback_at")  # fmt: skip
 RETURNED = ", ".join(FIELDS)
 
 # An append in one statement. The session row is locked first (NO KEY UPDATE: what an UPDATE

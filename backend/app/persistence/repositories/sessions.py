@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asyncpg import Record
@@ -8,10 +9,13 @@ from pydantic import TypeAdapter
 
 from app.domain.dtos import SessionDTO
 from app.domain.pagination import PageRequest
-from app.domain.ports import ForkSource
+from app.domain.ports import ForkSource, SessionChanges
 from app.persistence.repositories.base import Repository, Sql, first
 
-SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
+SESSION_COLUMNS = (
+    "id, user_id, title, message_count, created_at, updated_at, current_message_id, metadata, "
+    "archived, pinned"
+)
 _COLUMNS = SESSION_COLUMNS
 _GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
 _SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
@@ -20,16 +24,25 @@ _MESSAGE_COUNT = Sql(
 )
 
 
-def _list_sql(after: bool) -> Sql:
-    # Most recently active first; `(updated_at, id)` is a total order, so cursors never skip.
-    cursor = "AND (updated_at, id) < (:after_at, :after_id)" if after else ""
+def _list_sql(after: bool, filtered: bool) -> Sql:
+    """Pinned first, then most recently active; `(pinned, updated_at, id)` is a total order,
+    so cursors never skip or repeat a row that kept its place. The order and the cursor are
+    served by one index, `(user_id, archived, pinned, updated_at, id)`, read backwards; a
+    metadata filter by the GIN index on `metadata` (containment, `@>`)."""
+    cursor = "AND (pinned, updated_at, id) < (:after_pinned, :after_at, :after_id)" if after else ""
+    where = "AND metadata @> CAST(CAST(:metadata AS text) AS jsonb)" if filtered else ""
     return Sql(
-        f"SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {cursor} "
-        "ORDER BY updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
+        f"SELECT {_COLUMNS} FROM sessions "
+        f"WHERE user_id = :user_id AND archived = :archived {where} {cursor} "
+        "ORDER BY pinned DESC, updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
     )
 
 
-_LIST = {False: _list_sql(False), True: _list_sql(True)}
+_LIST = {
+    (after, filtered): _list_sql(after, filtered)
+    for after in (False, True)
+    for filtered in (False, True)
+}
 
 # The owner's counter and the insert in one statement: the user row's lock makes the quota exact.
 _ADD = Sql(
@@ -39,18 +52,25 @@ _ADD = Sql(
         WHERE id = :user_id AND session_count < :max_sessions
         RETURNING id
     )
-    INSERT INTO sessions (user_id, title) SELECT id, :title FROM owner
+    INSERT INTO sessions (user_id, title, metadata)
+    SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb) FROM owner
     RETURNING {_COLUMNS}
     """
 )
-# Rename and/or switch branch. The new current message must be one of the session's (the
-# composite foreign key would refuse another's too, but as an error, not as "no such row").
+# Any of the fields (NULL: unchanged). The new current message must be one of the session's
+# (the composite foreign key would refuse another's too, but as an error, not as "no such
+# row"). A rename or a branch switch is activity; metadata, archiving and pinning are not.
 _UPDATE = Sql(
     f"""
     UPDATE sessions
     SET title = coalesce(CAST(:title AS varchar), title),
         current_message_id = coalesce(CAST(:current AS bigint), current_message_id),
-        updated_at = clock_timestamp()
+        metadata = coalesce(CAST(CAST(:metadata AS text) AS jsonb), metadata),
+        archived = coalesce(CAST(:archived AS boolean), archived),
+        pinned = coalesce(CAST(:pinned AS boolean), pinned),
+        updated_at = CASE
+            WHEN CAST(:title AS varchar) IS NULL AND CAST(:current AS bigint) IS NULL
+            THEN updated_at ELSE clock_timestamp() END
     WHERE id = :session_id AND user_id = :user_id
       AND (CAST(:current AS bigint) IS NULL OR EXISTS (
           SELECT 1 FROM messages AS m
@@ -94,9 +114,24 @@ def _session(row: Record) -> SessionDTO:
     return SessionDTO.model_validate(dict(row))
 
 
+def _json(value: Mapping[str, str] | None) -> str | None:
+    return json.dumps(value) if value is not None else None
+
+
 class SqlSessionRepository(Repository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
-        params = {"user_id": user_id, "title": title, "max_sessions": max_sessions}
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
+        params = {
+            "user_id": user_id,
+            "title": title,
+            "max_sessions": max_sessions,
+            "metadata": _json(metadata or {}),
+        }
         row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
 
@@ -109,21 +144,39 @@ class SqlSessionRepository(Repository):
         row = first(await self._db.read(_GET, params))
         return _session(row) if row is not None else None
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        params: dict[str, Any] = {"user_id": user_id, "skip": page.skip, "limit": page.limit}
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        params: dict[str, Any] = {
+            "user_id": user_id,
+            "archived": archived,
+            "skip": page.skip,
+            "limit": page.limit,
+        }
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after.at, page.after.id
-        rows = await self._db.read(_LIST[page.after is not None], params)
+            params["after_pinned"] = page.after.pinned
+        if metadata:
+            params["metadata"] = _json(metadata)
+        rows = await self._db.read(_LIST[page.after is not None, bool(metadata)], params)
         return _SESSIONS.validate_python([dict(row) for row in rows])  # one call for the page
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
         params = {
             "session_id": session_id,
             "user_id": user_id,
-            "title": title,
-            "current": current_message_id,
+            "title": changes.title,
+            "current": changes.current_message_id,
+            "metadata": _json(changes.metadata),
+            "archived": changes.archived,
+            "pinned": changes.pinned,
         }
         row = first(await self._db.write(_UPDATE, params))
         return _session(row) if row is not None else None
