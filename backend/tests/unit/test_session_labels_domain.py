@@ -49,7 +49,8 @@ async def test_pinned_first_archived_apart_and_labels_are_not_activity() -> None
         "b"
     ]
     first = await service.list(1, PageRequest(limit=1))
-    assert first.next_cursor is not None and first.next_cursor.pinned
+    assert first.next_cursor is not None
+    assert first.next_cursor.pinned
     rest = await service.list(1, PageRequest(limit=1, after=first.next_cursor))
     assert [s.title for s in rest.items] == ["b"]
     assert uow.loose_writes == 5  # three creates, two updates: one statement each
