@@ -12,7 +12,16 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, ToolCall, UserDTO
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    ToolCall,
+    UserDTO,
+)
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
 
@@ -253,6 +262,15 @@ class MessageRepository(Protocol):
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         """The id of the session's reply that is still streaming, if any."""
+        ...
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        """Replace the feedback on an assistant message of the caller's (None removes it), in
+        one statement. Answers the feedback now stored; the message's role when nothing was
+        stored (it is not an assistant message, or the feedback was removed); None when the
+        caller has no such message."""
         ...
 
 

@@ -131,6 +131,17 @@ MATRIX: dict[tuple[str, str], Probe] = {
         404,
         missing_url=f"/api/messages/{MISSING_ID}/regenerate",
     ),
+    ("PUT", "/api/messages/{message_id}/feedback"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/feedback",
+        404,
+        {"rating": "down"},
+        missing_url=f"/api/messages/{MISSING_ID}/feedback",
+    ),
+    ("DELETE", "/api/messages/{message_id}/feedback"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/feedback",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}/feedback",
+    ),
     ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
     ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),
 }

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, UserDTO
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    UserDTO,
+)
 from app.domain.language_model import Chunk, PromptMessage, ToolOptions
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
@@ -487,6 +495,22 @@ class FakeMessages(FakeRepository):
         )
         self.store.sessions[target_id] = session
         return session
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        self.uow.write()
+        message = await self.get(message_id, user_id)
+        if message is None:
+            return None
+        if message.role != "assistant":
+            return message.role
+        stored = None
+        if feedback is not None:
+            given = {"rating": feedback.rating, "comment": feedback.comment}
+            stored = FeedbackDTO(**given, created_at=self.store.now())
+        self.store.messages[message_id] = message.model_copy(update={"feedback": stored})
+        return stored if stored is not None else message.role
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         return next(

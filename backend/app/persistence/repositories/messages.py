@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 from asyncpg import Record
 from pydantic import TypeAdapter
 
-from app.domain.dtos import MessageDTO, SessionDTO, ThreadMessageDTO, ToolCall
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    ToolCall,
+)
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
@@ -303,6 +311,26 @@ _COPY = Sql(
 )
 
 
+# Feedback on a message of the caller's: set (a rating) or removed (NULL), in one statement that
+# also says whether the message exists and what role it has (only replies take feedback).
+_FEEDBACK = Sql(
+    """
+    WITH target AS (
+        SELECT m.id, m.role FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
+        WHERE m.id = :message_id AND s.user_id = :user_id
+    ), changed AS (
+        UPDATE messages AS m
+        SET feedback_rating = CAST(:rating AS varchar),
+            feedback_comment = CAST(:comment AS text),
+            feedback_at = CASE WHEN CAST(:rating AS varchar) IS NULL THEN NULL
+                               ELSE clock_timestamp() END
+        FROM target WHERE m.id = target.id AND target.role = 'assistant'
+        RETURNING m.feedback_rating, m.feedback_comment, m.feedback_at
+    )
+    SELECT target.role, changed.* FROM target LEFT JOIN changed ON true
+    """
+)
+
 _MESSAGES = TypeAdapter(list[MessageDTO])
 _THREAD_MESSAGES = TypeAdapter(list[ThreadMessageDTO])
 
@@ -474,3 +502,23 @@ class SqlMessageRepository(Repository):
     async def streaming_in_session(self, session_id: int) -> int | None:
         row = first(await self._db.read(_STREAMING, {"session_id": session_id}))
         return row["id"] if row is not None else None
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        params = {
+            "message_id": message_id,
+            "user_id": user_id,
+            "rating": feedback.rating if feedback is not None else None,
+            "comment": feedback.comment if feedback is not None else None,
+        }
+        row = first(await self._db.write(_FEEDBACK, params))
+        if row is None:
+            return None
+        if row["role"] != "assistant" or row["feedback_rating"] is None:
+            return cast(Role, row["role"])
+        return FeedbackDTO(
+            rating=row["feedback_rating"],
+            comment=row["feedback_comment"],
+            created_at=row["feedback_at"],
+        )
