@@ -22,6 +22,7 @@ from app.domain.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    TooLarge,
     Unavailable,
 )
 from app.persistence.errors import INFRASTRUCTURE_ERRORS, is_unavailable
@@ -35,6 +36,7 @@ _STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
+    TooLarge: 413,
     Unavailable: 503,
 }
 

@@ -17,12 +17,15 @@ from app.domain.dtos import (
     ForkCreateDTO,
     SessionCreateDTO,
     SessionDTO,
+    SessionExportDTO,
+    SessionImportDTO,
     SessionUpdateDTO,
     ThreadMessageDTO,
 )
 from app.domain.pagination import BIGINT_MAX
 from app.domain.services.branches import BranchService
 from app.domain.services.sessions import SessionService
+from app.domain.services.transfer import TransferService
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -33,6 +36,8 @@ router = APIRouter(
 
 #: A thread page: a branch may hold every message of a session.
 THREAD_MAX_LIMIT = 1000
+#: The import's path: its body limit is IMPORT_MAX_BYTES, not MAX_BODY_BYTES.
+IMPORT_PATH = "/api/sessions/import"
 
 
 @router.post(
@@ -205,5 +210,48 @@ async def fork_session(
     return await idempotency.run(
         lambda uow: BranchService(uow, caller.services.limits).fork(
             caller.user_id, session_id, message_id=fork.message_id, title=fork.title
+        )
+    )
+
+
+@router.get(
+    "/{session_id}/export",
+    responses=problem_responses(404),
+    summary="Export a session",
+)
+async def export_session(session_id: ResourceId, caller: CallerDep) -> SessionExportDTO:
+    """The session as one JSON document (`format` `agent-stack.session`, `version` 1): its
+    title, metadata, flags and times, and every message of every branch (parents before
+    children) with its `parent_id`, tool data, token counts, model and feedback. One statement.
+    `POST /api/sessions/import` takes it back."""
+    return await TransferService(caller.uow).export_session(caller.user_id, session_id)
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionDTO,
+    responses=problem_responses(400, 409, 413, 415),
+    summary="Import a session",
+)
+async def import_session(
+    body: SessionImportDTO, idempotency: IdempotencyDep
+) -> SessionDTO | Response:
+    """Create a new session of the caller from an exported document, or from an OpenAI-style
+    `{"messages": [...]}` list (roles, `content`, `tool_calls`, `tool_call_id`: one branch, each
+    message answering the previous; titled after the first user message). New ids, the same
+    tree: parents and the current message are mapped to the new ids; times, token counts,
+    models and feedback are kept (missing times are the import's).
+
+    All or nothing, in one transaction. A bad item is a 422 naming its position
+    (`messages[3].tool_call_id`): a parent that is not in the document, a cycle, a tool result
+    whose call is not above it on its branch. More than `IMPORT_MAX_MESSAGES` messages (or
+    `MAX_MESSAGES_PER_SESSION`), or a body over `IMPORT_MAX_BYTES`, is a 413. Counts against
+    `MAX_SESSIONS_PER_USER` (409 beyond). `Idempotency-Key` makes retries safe.
+    """
+    caller = idempotency.caller
+    return await idempotency.run(
+        lambda uow: TransferService(uow, caller.services.limits).import_session(
+            caller.user_id, body
         )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -503,3 +505,239 @@ class UserDTO(BaseModel):
     )
     created_at: datetime
     session_count: int = Field(description="How many chat sessions the account owns.")
+
+
+# --- Export and import ----------------------------------------------------------------------
+
+#: What an exported document says it is, and which version of that shape.
+EXPORT_FORMAT: Literal["agent-stack.session"] = "agent-stack.session"
+EXPORT_VERSION: Literal[1] = 1
+
+
+class ExportedSession(_Output):
+    id: int = Field(description="The session's id where it was exported (a new one on import).")
+    title: str
+    metadata: dict[str, str]
+    archived: bool
+    pinned: bool
+    created_at: datetime
+    updated_at: datetime
+    current_message_id: int | None = Field(
+        description="The last message of the active branch: one of `messages` (or null)."
+    )
+
+
+class ExportedMessage(_Output):
+    id: int
+    parent_id: int | None = Field(description="One of `messages` (null for a root).")
+    role: Role
+    content: str
+    status: MessageStatus
+    tokens: int
+    input_tokens: int
+    model: str | None
+    finish_reason: FinishReason | None
+    error: str | None
+    tool_calls: list[ToolCall] | None
+    tool_call_id: str | None
+    created_at: datetime
+    feedback: FeedbackDTO | None
+
+
+class SessionExportDTO(_Output):
+    """A session and its whole tree, as `POST /api/sessions/import` takes it back."""
+
+    format: Literal["agent-stack.session"] = Field(
+        default=EXPORT_FORMAT, description="What this document is."
+    )
+    version: Literal[1] = Field(default=EXPORT_VERSION, description="The shape's version.")
+    session: ExportedSession
+    messages: list[ExportedMessage] = Field(
+        description="Every message of every branch, parents before children (by id)."
+    )
+
+
+def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
+    """A field only messages of `role` carry (null counts as absent)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("role", role) != role:
+            raise ValueError(f"only {role} messages carry {info.field_name}")
+        return value
+
+    return check
+
+
+def _unique_calls(calls: list[ToolCallIn] | None) -> list[ToolCallIn] | None:
+    if calls is not None and len({call.id for call in calls}) != len(calls):
+        raise ValueError("each call needs an id of its own")
+    return calls
+
+
+def _imported_content(value: str | None, info: ValidationInfo) -> str | None:
+    """Text is required and not empty, except in a reply that calls tools or was cut short
+    (the same rules as the schema's `allOf`, and the database's check)."""
+    if "role" not in info.data or "status" not in info.data or "tool_calls" not in info.data:
+        return value  # an earlier field is already wrong
+    role, status, calls = info.data["role"], info.data["status"], info.data["tool_calls"]
+    if role == "assistant" and (calls is not None or status != "completed"):
+        return value
+    if value is None:
+        unless = " (unless it calls tools, or was cut short)" if role == "assistant" else ""
+        raise ValueError(f"required in a {role} message{unless}")
+    if value == "":
+        raise ValueError("must not be empty")
+    return value
+
+
+class ImportedFeedback(_Input):
+    rating: Rating
+    comment: FeedbackComment | None = None
+    created_at: datetime | None = Field(default=None, description="Default: the import time.")
+
+
+_IMPORTED_MESSAGE_RULES: list[JsonValue] = [
+    {
+        "if": {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array"}}},
+        "then": {"properties": {"role": {"const": "assistant"}}},
+    },
+    {
+        "if": {"required": ["feedback"], "properties": {"feedback": {"type": "object"}}},
+        "then": {"properties": {"role": {"const": "assistant"}}},
+    },
+    {
+        "if": {
+            "required": ["tool_call_id"],
+            "properties": {"tool_call_id": {"type": "string"}},
+        },
+        "then": {"properties": {"role": {"const": "tool"}}},
+    },
+    # Text is required and not empty, except in a reply that calls tools or was cut short.
+    {
+        "if": {
+            "anyOf": [
+                {"properties": {"role": {"not": {"const": "assistant"}}}},
+                {
+                    "properties": {
+                        "status": {"const": "completed"},
+                        "tool_calls": {"type": "null"},
+                    }
+                },
+            ]
+        },
+        "then": {
+            "required": ["content"],
+            "properties": {"content": {"type": "string", "minLength": 1}},
+        },
+    },
+]
+
+
+class ImportedMessage(_Input):
+    """A message of an exported document, or of an OpenAI-style list (`role`, `content`,
+    `tool_calls`, `tool_call_id`; the other fields are optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": _IMPORTED_MESSAGE_RULES})
+
+    id: Annotated[MessageId | None, *NotNull] = Field(
+        default=None,
+        description="Exported documents only: the message's id there (parents refer to it).",
+    )
+    parent_id: MessageId | None = Field(
+        default=None,
+        description="Exported documents only: the id of the message this one answers (null: a "
+        "root). An OpenAI-style list is one branch: each message answers the previous one.",
+    )
+    role: Role
+    status: Literal["completed", "cancelled", "failed"] = Field(
+        default="completed",
+        description="A reply still `streaming` cannot be imported (export it once it ended).",
+    )
+    tool_calls: Annotated[
+        Annotated[list[ToolCallIn], Field(min_length=1, max_length=rules.TOOL_CALLS_MAX)] | None,
+        AfterValidator(_requires_role("assistant")),
+        AfterValidator(_unique_calls),
+    ] = Field(default=None, description="Assistant messages only; call ids unique in it.")
+    tool_call_id: Annotated[ToolCallId | None, AfterValidator(_requires_role("tool"))] = Field(
+        default=None,
+        description="Tool messages only: a call of an assistant message above it on its branch.",
+    )
+    content: Annotated[
+        str | None,
+        Field(max_length=rules.CONTENT_MAX_CHARS, pattern=rules.NO_NUL_PATTERN),
+        AfterValidator(_imported_content),
+    ] = Field(
+        default=None,
+        validate_default=True,
+        description="The text (at most 100,000 characters, no NUL). Required and not empty, "
+        "except in an assistant message that calls tools or was cancelled or failed.",
+    )
+    tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    model: Annotated[
+        str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+    ] = None
+    finish_reason: FinishReason | None = None
+    error: Annotated[
+        str | None, Field(max_length=rules.ERROR_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+    ] = None
+    created_at: datetime | None = Field(default=None, description="Default: the import time.")
+    feedback: Annotated[ImportedFeedback | None, AfterValidator(_requires_role("assistant"))] = None
+
+
+class ImportedSession(_Input):
+    id: Annotated[int | None, Field(ge=1, le=rules.JSON_ID_MAX)] = Field(
+        default=None, description="Its id where it was exported (ignored: a new one is made)."
+    )
+    title: Title
+    metadata: Metadata = Field(default_factory=dict)
+    archived: bool = False
+    pinned: bool = False
+    created_at: datetime | None = Field(default=None, description="Default: the import time.")
+    updated_at: datetime | None = Field(default=None, description="Default: the import time.")
+    current_message_id: MessageId | None = Field(
+        default=None, description="One of `messages`; default: none (an empty branch)."
+    )
+
+
+class SessionImportDTO(_Input):
+    """An exported document (`format`, `version`, `session`, `messages` with ids), or an
+    OpenAI-style `{"messages": [...]}` (one branch, in order)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "dependentRequired": {
+                "format": ["version", "session"],
+                "version": ["format"],
+                "session": ["format"],
+            },
+            "if": {"required": ["format"]},
+            "then": {"properties": {"messages": {"items": {"required": ["id"]}}}},
+            "else": {
+                "properties": {
+                    "messages": {
+                        "items": {
+                            "not": {"anyOf": [{"required": ["id"]}, {"required": ["parent_id"]}]}
+                        }
+                    }
+                }
+            },
+        },
+    )
+
+    format: Annotated[Literal["agent-stack.session"] | None, *NotNull] = None
+    version: Annotated[Literal[1] | None, *NotNull] = None
+    session: Annotated[ImportedSession | None, *NotNull] = None
+    messages: list[ImportedMessage] = Field(
+        max_length=rules.IMPORT_MESSAGES_MAX,
+        description="Up to `IMPORT_MAX_MESSAGES` messages (and `MAX_MESSAGES_PER_SESSION`); "
+        "more answer 413.",
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> SessionImportDTO:
+        exported = (self.format, self.version, self.session)
+        if any(part is not None for part in exported) and None in exported:
+            raise ValueError("an exported document has format, version and session, all three")
+        return self

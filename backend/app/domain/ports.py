@@ -22,6 +22,7 @@ from app.domain.dtos import (
     ToolCall,
     UserDTO,
 )
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
 
@@ -77,6 +78,14 @@ class SessionChanges:
         return self.title is not None or self.current_message_id is not None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionTree:
+    """A session with every message of every branch, by id (parents before children)."""
+
+    session: SessionDTO
+    messages: Sequence[MessageDTO]
+
+
 class SessionRepository(Protocol):
     async def add(
         self,
@@ -87,6 +96,20 @@ class SessionRepository(Protocol):
     ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
         `max_sessions` sessions or no longer exists."""
+        ...
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        """Like `add`, with the imported session's title, metadata, flags and times (None:
+        now). Its messages follow with `MessageRepository.add_tree`."""
+        ...
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        """One statement: the session `session_id` with its messages, or (None) up to `limit`
+        of the caller's sessions with ids above `after`, by id, with theirs."""
         ...
 
     async def session_count(self, user_id: int) -> int | None:
@@ -262,6 +285,12 @@ class MessageRepository(Protocol):
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         """The id of the session's reply that is still streaming, if any."""
+        ...
+
+    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+        """Inside `atomic()`: insert the plan's messages into the new, empty session in one
+        statement (new ids in the plan's order, parents mapped), count them and point the
+        session at the current one."""
         ...
 
     async def set_feedback(

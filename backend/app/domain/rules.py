@@ -40,6 +40,9 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 #: A `metadata` filter of the session list: `key:value`, the value everything after the first `:`.
 METADATA_FILTER_PATTERN = r"^[^\x00:]{1,64}:[^\x00]{0,512}$"
 FEEDBACK_COMMENT_MAX_CHARS = 2_000
+#: The most messages an import can hold whatever the settings say (`IMPORT_MAX_MESSAGES` and
+#: `MAX_MESSAGES_PER_SESSION` may lower it): the schema's bound.
+IMPORT_MESSAGES_MAX = 100_000
 ERROR_MAX_CHARS = 10_000
 
 
@@ -57,6 +60,8 @@ class Limits:
 
     max_sessions_per_user: int = 10_000
     max_messages_per_session: int = 10_000
+    #: Messages one import may hold (and no more than a session may).
+    max_import_messages: int = 10_000
 
 
 def validate_metadata(metadata: Mapping[str, str]) -> dict[str, str]:

@@ -30,6 +30,7 @@ from app.domain.dtos import (
     ThreadMessageDTO,
     UserDTO,
 )
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import Chunk, PromptMessage, ToolOptions
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
@@ -40,6 +41,7 @@ from app.domain.ports import (
     NewMessage,
     Parent,
     SessionChanges,
+    SessionTree,
     Stale,
     StartRefusal,
     ThreadPage,
@@ -165,6 +167,38 @@ class FakeSessions(FakeRepository):
         )
         self.store.sessions[session.id] = session
         return session
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        added = await self.add(user_id, plan.title, max_sessions, plan.metadata)
+        if added is None:
+            return None
+        created = plan.created_at or added.created_at
+        session = added.model_copy(
+            update={
+                "archived": plan.archived,
+                "pinned": plan.pinned,
+                "created_at": created,
+                "updated_at": plan.updated_at or created,
+            }
+        )
+        self.store.sessions[session.id] = session
+        return session
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        picked = sorted(
+            (
+                s
+                for s in self.store.sessions.values()
+                if s.user_id == user_id and (s.id == session_id if session_id else s.id > after)
+            ),
+            key=lambda s: s.id,
+        )[:limit]
+        messages = sorted(self.store.messages.values(), key=lambda m: m.id)
+        return [SessionTree(s, [m for m in messages if m.session_id == s.id]) for s in picked]
 
     async def session_count(self, user_id: int) -> int | None:
         owner = self.uow.users._by_id(user_id)
@@ -494,6 +528,33 @@ class FakeMessages(FakeRepository):
             }
         )
         self.store.sessions[target_id] = session
+        return session
+
+    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+        self.uow.write()
+        new_ids: list[int] = []
+        for message, parent in zip(plan.messages, plan.parents, strict=True):
+            fields = message.model_dump(exclude={"id", "parent_id", "role", "content"})
+            fields["created_at"] = fields["created_at"] or self.store.now()
+            if fields["feedback"] is not None:
+                fields["feedback"]["created_at"] = (
+                    fields["feedback"]["created_at"] or fields["created_at"]
+                )
+            added = self._insert(
+                session_id,
+                message.role,
+                message.content or "",
+                new_ids[parent] if parent is not None else None,
+                **fields,
+            )
+            new_ids.append(added.id)
+        session = self.store.sessions[session_id].model_copy(
+            update={
+                "message_count": len(new_ids),
+                "current_message_id": new_ids[plan.current] if plan.current is not None else None,
+            }
+        )
+        self.store.sessions[session_id] = session
         return session
 
     async def set_feedback(

@@ -7,15 +7,18 @@ from typing import Any
 from asyncpg import Record
 from pydantic import TypeAdapter
 
-from app.domain.dtos import SessionDTO
+from app.domain.dtos import MessageDTO, SessionDTO
+from app.domain.import_plan import ImportPlan
 from app.domain.pagination import PageRequest
-from app.domain.ports import ForkSource, SessionChanges
+from app.domain.ports import ForkSource, SessionChanges, SessionTree
 from app.persistence.repositories.base import Repository, Sql, first
+from app.persistence.repositories.message_columns import message_columns
 
-SESSION_COLUMNS = (
-    "id, user_id, title, message_count, created_at, updated_at, current_message_id, metadata, "
-    "archived, pinned"
-)
+SESSION_FIELDS = (
+    "id", "user_id", "title", "message_count", "created_at", "updated_at", "current_message_id",
+    "metadata", "archived", "pinned"
+)  # fmt: skip
+SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 _COLUMNS = SESSION_COLUMNS
 _GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
 _SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
@@ -44,19 +47,53 @@ _LIST = {
     for filtered in (False, True)
 }
 
-# The owner's counter and the insert in one statement: the user row's lock makes the quota exact.
-_ADD = Sql(
-    f"""
-    WITH owner AS (
-        UPDATE users SET session_count = session_count + 1
-        WHERE id = :user_id AND session_count < :max_sessions
-        RETURNING id
+
+def _add_sql(columns: str, values: str) -> Sql:
+    """The owner's counter and the insert in one statement: the user row's lock makes the
+    quota exact."""
+    return Sql(
+        f"""
+        WITH owner AS (
+            UPDATE users SET session_count = session_count + 1
+            WHERE id = :user_id AND session_count < :max_sessions
+            RETURNING id
+        )
+        INSERT INTO sessions (user_id, title, metadata{columns})
+        SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb){values} FROM owner
+        RETURNING {_COLUMNS}
+        """
     )
-    INSERT INTO sessions (user_id, title, metadata)
-    SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb) FROM owner
-    RETURNING {_COLUMNS}
-    """
+
+
+_ADD = _add_sql("", "")
+_ADD_IMPORTED = _add_sql(
+    ", archived, pinned, created_at, updated_at",
+    """, :archived, :pinned,
+        coalesce(CAST(:created_at AS timestamptz), now()),
+        coalesce(CAST(:updated_at AS timestamptz), CAST(:created_at AS timestamptz), now())""",
 )
+
+
+def _trees_sql(where: str) -> Sql:
+    """Sessions (picked by `where`) with all their messages, by id, in one statement: a row
+    per message (session fields prefixed `s_`), or one with NULL message fields for a session
+    without messages."""
+    fields = ", ".join(f"picked.{name} AS s_{name}" for name in SESSION_FIELDS)
+    return Sql(
+        f"""
+        WITH picked AS (
+            SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {where}
+            ORDER BY id LIMIT :limit
+        )
+        SELECT {fields}, {message_columns("m")}
+        FROM picked LEFT JOIN messages AS m ON m.session_id = picked.id
+        ORDER BY picked.id, m.id
+        """
+    )
+
+
+_TREE = _trees_sql("AND id = :session_id")
+_TREES = _trees_sql("AND id > :after")
 # Any of the fields (NULL: unchanged). The new current message must be one of the session's
 # (the composite foreign key would refuse another's too, but as an error, not as "no such
 # row"). A rename or a branch switch is activity; metadata, archiving and pinning are not.
@@ -134,6 +171,39 @@ class SqlSessionRepository(Repository):
         }
         row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        params = {
+            "user_id": user_id,
+            "title": plan.title,
+            "max_sessions": max_sessions,
+            "metadata": _json(plan.metadata),
+            "archived": plan.archived,
+            "pinned": plan.pinned,
+            "created_at": plan.created_at,
+            "updated_at": plan.updated_at,
+        }
+        row = first(await self._db.write(_ADD_IMPORTED, params))
+        return _session(row) if row is not None else None
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        if session_id is not None:
+            statement, params = _TREE, {"user_id": user_id, "session_id": session_id, "limit": 1}
+        else:
+            statement, params = _TREES, {"user_id": user_id, "after": after, "limit": limit}
+        found: list[tuple[SessionDTO, list[MessageDTO]]] = []
+        for row in await self._db.read(statement, params):
+            if not found or found[-1][0].id != row["s_id"]:
+                session = {name: row[f"s_{name}"] for name in SESSION_FIELDS}
+                found.append((SessionDTO.model_validate(session), []))
+            if row["id"] is not None:
+                message = {k: v for k, v in row.items() if not k.startswith("s_")}
+                found[-1][1].append(MessageDTO.model_validate(message))
+        return [SessionTree(session, messages) for session, messages in found]
 
     async def session_count(self, user_id: int) -> int | None:
         row = first(await self._db.read(_SESSION_COUNT, {"user_id": user_id}))
