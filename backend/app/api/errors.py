@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.routing import LITERAL_SEGMENTS
 from app.core.logging import request_id_var
 from app.core.security import InvalidToken
 from app.domain.errors import (
@@ -130,7 +131,10 @@ def _allowed_methods(request: Request) -> str:
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path) and route.methods:
+        found = regex.match(path) if regex is not None else None
+        # As routing has it: a path parameter never stands for a literal segment.
+        literal = found is not None and LITERAL_SEGMENTS.intersection(found.groupdict().values())
+        if found and route.methods and not literal:
             methods |= route.methods
     return ", ".join(sorted(methods))
 

@@ -69,7 +69,7 @@ def _exported_parents(doc: SessionImportDTO) -> tuple[list[int | None], int | No
 def _chain_parents(doc: SessionImportDTO) -> tuple[list[int | None], int | None]:
     for index, message in enumerate(doc.messages):
         for field in ("id", "parent_id"):
-            if getattr(message, field) is not None:
+            if field in message.model_fields_set:
                 raise _refuse(index, field, "only exported documents (with `format`) carry it")
     count = len(doc.messages)
     return [index - 1 if index else None for index in range(count)], (count - 1 if count else None)

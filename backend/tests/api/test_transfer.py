@@ -288,3 +288,12 @@ async def test_export_of_another_users_session_is_a_404(
     assert theirs.status_code == missing.status_code == 404
     empty = await client.get("/api/users/me/export", headers=auth("bob"))
     assert empty.text == ""
+
+
+async def test_other_verbs_on_the_import_path_are_405_not_a_bad_session_id(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    for verb in ("GET", "PATCH", "DELETE", "PUT"):
+        response = await client.request(verb, "/api/sessions/import", headers=auth("alice"))
+        assert response.status_code == 405, (verb, response.text)
+        assert response.headers["allow"] == "POST"
