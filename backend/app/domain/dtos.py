@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -164,12 +165,12 @@ class SessionUpdateDTO(_Input):
     metadata: Annotated[Metadata | None, *NotNull] = Field(
         default=None, description="Replaces the metadata as a whole; `{}` clears it."
     )
-    archived: Annotated[bool | None, *NotNull] = Field(
+    archived: Annotated[StrictBool | None, *NotNull] = Field(
         default=None,
         description="Archived sessions leave the list (`GET /api/sessions/?archived=true` "
         "lists them); everything else about them works as before.",
     )
-    pinned: Annotated[bool | None, *NotNull] = Field(
+    pinned: Annotated[StrictBool | None, *NotNull] = Field(
         default=None, description="Pinned sessions come first in the list."
     )
 
@@ -557,6 +558,19 @@ class SessionExportDTO(_Output):
     )
 
 
+def _time_text(value: Any) -> Any:
+    """A time in JSON is an RFC 3339 string (Pydantic alone would also read a number as a Unix
+    time, which the schema's `date-time` does not allow)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or rules.TIME_PREFIX.match(value) is None:
+        raise ValueError("a date-time string, such as 2026-11-27T08:00:00Z")
+    return value
+
+
+ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
+
+
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
     """A field only messages of `role` carry (null counts as absent)."""
 
@@ -593,7 +607,7 @@ def _imported_content(value: str | None, info: ValidationInfo) -> str | None:
 class ImportedFeedback(_Input):
     rating: Rating
     comment: FeedbackComment | None = None
-    created_at: datetime | None = Field(default=None, description="Default: the import time.")
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
 
 
 _IMPORTED_MESSAGE_RULES: list[JsonValue] = [
@@ -681,7 +695,7 @@ class ImportedMessage(_Input):
     error: Annotated[
         str | None, Field(max_length=rules.ERROR_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
     ] = None
-    created_at: datetime | None = Field(default=None, description="Default: the import time.")
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
     feedback: Annotated[ImportedFeedback | None, AfterValidator(_requires_role("assistant"))] = None
 
 
@@ -691,10 +705,10 @@ class ImportedSession(_Input):
     )
     title: Title
     metadata: Metadata = Field(default_factory=dict)
-    archived: bool = False
-    pinned: bool = False
-    created_at: datetime | None = Field(default=None, description="Default: the import time.")
-    updated_at: datetime | None = Field(default=None, description="Default: the import time.")
+    archived: StrictBool = False
+    pinned: StrictBool = False
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
+    updated_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
     current_message_id: MessageId | None = Field(
         default=None, description="One of `messages`; default: none (an empty branch)."
     )

@@ -40,6 +40,8 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 #: A `metadata` filter of the session list: `key:value`, the value everything after the first `:`.
 METADATA_FILTER_PATTERN = r"^[^\x00:]{1,64}:[^\x00]{0,512}$"
 FEEDBACK_COMMENT_MAX_CHARS = 2_000
+#: How an RFC 3339 date-time starts: a date, then a time.
+TIME_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 #: The most messages an import can hold whatever the settings say (`IMPORT_MAX_MESSAGES` and
 #: `MAX_MESSAGES_PER_SESSION` may lower it): the schema's bound.
 IMPORT_MESSAGES_MAX = 100_000
