@@ -45,9 +45,7 @@ async def test_existing_rows_get_the_defaults_and_survive_the_downgrade(scratch_
         sessions = await _rows(scratch, "SELECT metadata, archived, pinned FROM sessions")
         assert [tuple(row) for row in sessions] == [({}, False, False)]
         async with scratch.begin() as conn:
-            await conn.execute(
-                text("UPDATE sessions SET metadata = '{\"k\": \"v\"}', pinned = true")
-            )
+            await conn.execute(text('UPDATE sessions SET metadata = \'{"k": "v"}\', pinned = true'))
             await conn.execute(
                 text(
                     "UPDATE messages SET feedback_rating = 'up', feedback_comment = 'ok', "
@@ -87,7 +85,10 @@ async def test_existing_rows_get_the_defaults_and_survive_the_downgrade(scratch_
             "UPDATE messages SET feedback_rating = 'meh', feedback_at = now() WHERE id = 2",
             "ck_messages_feedback_on_assistant",
         ),
-        ("UPDATE messages SET feedback_rating = 'up' WHERE id = 2", "ck_messages_feedback_complete"),
+        (
+            "UPDATE messages SET feedback_rating = 'up' WHERE id = 2",
+            "ck_messages_feedback_complete",
+        ),
         (
             "UPDATE messages SET feedback_comment = 'no rating' WHERE id = 2",
             "ck_messages_feedback_complete",
