@@ -3,6 +3,10 @@
 In the generating process they read the in-memory text, token by token. Elsewhere they read the
 stored chunks from the offset they have reached, woken by the progress NOTIFY (or a slow poll,
 in case one is missed). Text only ever grows, so offsets mean the same thing everywhere.
+
+A process that is leaving releases its followers (`release`): their streams end without a
+final event, which tells clients to reconnect with `Last-Event-ID` — through the load balancer,
+to another process, which follows the reply from the database while it keeps generating here.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ class Followers:
         self._running = running
         self._coalesce_s = coalesce_s
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
+        #: Set when the process is leaving: unfinished streams end without a final event.
+        self.released = False
+
+    def release(self) -> None:
+        """End every stream of an unfinished reply now, without a final event (the clients
+        reconnect elsewhere); finished replies still get theirs."""
+        self.released = True
+        for reply in list(self._running.values()):
+            reply.nudge()
+        self.wake_all()
 
     async def follow(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
         reply = self._running.get(message_id)
@@ -40,6 +54,8 @@ class Followers:
                 yield progress
             if reply.final is not None:
                 yield Progress(final=reply.final)
+                return
+            if self.released:
                 return
             # The final state could not be saved by this process: watch the row instead.
         async for progress in self._follow_stored(message_id, offset):
@@ -59,7 +75,7 @@ class Followers:
                 if not done and self._coalesce_s:
                     await asyncio.sleep(self._coalesce_s)
                     continue
-            if done:
+            if done or self.released:
                 return
             try:
                 await asyncio.wait_for(changed, KEEPALIVE_S)
@@ -87,6 +103,8 @@ class Followers:
                 if status != "streaming":
                     final = await self._store.get(message_id)
                     yield Progress(final=final) if final is not None else Progress(gone=True)
+                    return
+                if self.released:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter, POLL_S)
