@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -37,6 +38,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_block(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive free ports (a fleet: HAProxy on it, nodes after it)."""
+    for _ in range(attempts):
+        base = secrets.randbelow(30_000) + 20_000
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise ServerError(f"found no {count} consecutive free ports")
 
 
 def event_loop_and_parser() -> tuple[str, str]:

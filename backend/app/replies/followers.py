@@ -65,7 +65,7 @@ class Followers:
         """Text as the model produces it, until the reply is done. After a delta, tokens that
         arrive within `coalesce_s` travel together: the first token is never delayed, and a
         fast model costs one event per interval rather than one per token."""
-        while True:
+        while not self.released or reply.done.is_set():
             changed = reply.changed()
             done = reply.done.is_set()
             if reply.length > offset:
@@ -75,7 +75,7 @@ class Followers:
                 if not done and self._coalesce_s:
                     await asyncio.sleep(self._coalesce_s)
                     continue
-            if done or self.released:
+            if done:
                 return
             try:
                 await asyncio.wait_for(changed, KEEPALIVE_S)

@@ -1,0 +1,70 @@
+"""A deploy under load: every node restarted in turn (SIGTERM, wait, start) while 200 replies
+stream and CRUD clients run, through HAProxy. Nothing may fail: draining nodes leave rotation
+first, finish their requests, hand their streams off (clients reconnect with Last-Event-ID to
+another node) and finish their replies within the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.core.settings import Settings
+from app.fleet.fleet import FleetOptions, running_fleet
+from app.fleet.haproxy import Checks
+from app.fleet.processes import free_port_block
+from tests.fleet.conftest import node_env
+from tests.fleet.load import Figures, Load, wait_for
+
+Auth = Callable[[str], dict[str, str]]
+
+STREAMS = 200
+CRUD_CLIENTS = 6
+
+
+@pytest.mark.timeout(240)
+async def test_rolling_restart_under_load_loses_nothing(
+    settings: Settings, auth: Auth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert settings.database_url is not None
+    options = FleetOptions(
+        run_dir=tmp_path,
+        nodes=3,
+        port=free_port_block(4),
+        checks=Checks(interval_ms=200, fall=2, rise=2),
+        reply_grace_s=15,
+        # Replies of about 3 s: several generations of them live through each restart.
+        node_env=node_env(settings, simulated_tokens=30, simulated_delay_ms=100),
+    )
+    figures = Figures("rolling restart")
+    steps: list[str] = []
+    async with running_fleet(options, settings.database_url) as fleet:
+        load = Load(options.url, auth, figures, deadline_s=180, retry=False)
+        clients = [
+            asyncio.create_task(load.reply_client(f"roll-reply-{i}")) for i in range(STREAMS)
+        ] + [asyncio.create_task(load.crud_client(f"roll-crud-{i}")) for i in range(CRUD_CLIENTS)]
+        try:
+            await wait_for(lambda: load.streaming >= STREAMS, 90, f"{STREAMS} replies streaming")
+            began = time.monotonic()
+            await fleet.rolling_restart(steps.append)
+            figures.extra["restart_s"] = round(time.monotonic() - began, 1)
+            load.stop.set()
+            await asyncio.wait_for(asyncio.gather(*clients), 60)
+        finally:
+            for client in clients:
+                client.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
+            await load.aclose()
+    with capsys.disabled():
+        print("", *steps, figures.line(), sep="\n")
+    assert figures.failures == 0, figures.examples
+    assert figures.unavailable == 0, figures.examples
+    assert figures.gave_up == 0, figures.examples
+    assert figures.unfinished == 0, figures.examples
+    assert figures.replies_failed == 0, figures.examples
+    assert figures.duplicates == figures.gaps == figures.mismatches == 0, figures.examples
+    assert figures.replies >= STREAMS
+    assert figures.resumed > 0  # streams really moved between nodes
