@@ -243,8 +243,9 @@ class Load:
             self.figures.note(f"reply {outcome.message_id}: no final event")
             return
         self.figures.replies += 1
-        final = outcome.final.data if outcome.final.event == "done" else outcome.final.data["message"]
-        if outcome.final.event == "error":
+        failed = outcome.final.event == "error"
+        final = outcome.final.data["message"] if failed else outcome.final.data
+        if failed:
             self.figures.replies_failed += 1
         stored = await self.send("GET", f"/api/messages/{outcome.message_id}", headers)
         content = stored.json()["content"] if stored is not None else None
