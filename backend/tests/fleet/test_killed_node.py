@@ -88,13 +88,10 @@ async def test_a_killed_node_fails_only_what_it_held(
         replies_completed_after_kill=len(after_kill),
     )
     async with engine.connect() as conn:
-        stored = dict(
-            (
-                await conn.execute(
-                    text("SELECT id, title FROM sessions WHERE title LIKE 'kill-crud-%'")
-                )
-            ).all()
+        rows = await conn.execute(
+            text("SELECT id, title FROM sessions WHERE title LIKE 'kill-crud-%'")
         )
+        stored: dict[int, str] = {row.id: row.title for row in rows}
         repeated = (
             await conn.execute(
                 text(
