@@ -90,6 +90,8 @@ class Load:
         self.stop = asyncio.Event()
         #: Sessions whose creation was acknowledged (201): id → title.
         self.acknowledged: dict[int, str] = {}
+        #: Messages whose creation was acknowledged (201): id → content.
+        self.acknowledged_messages: dict[int, str] = {}
         self.outcomes: list[ReplyOutcome] = []
         self.streaming = 0  # replies whose stream is open right now
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
@@ -151,13 +153,16 @@ class Load:
                 continue
             sid = created.json()["id"]
             self.acknowledged[sid] = title
-            await self.send(
+            note = f"{title} note"
+            added = await self.send(
                 "POST",
                 f"/api/messages/?session_id={sid}",
                 headers,
-                json={"role": "user", "content": f"note {step}"},
+                json={"role": "user", "content": note},
                 key=True,
             )
+            if added is not None:
+                self.acknowledged_messages[added.json()["id"]] = note
             await self.send("GET", f"/api/sessions/{sid}", headers)
             await self.send("GET", f"/api/messages/?session_id={sid}", headers)
             await asyncio.sleep(pause_s)
@@ -213,7 +218,7 @@ class Load:
                 if response.status_code != 200:
                     await response.aread()
                     self.figures.note(f"reply {content!r}: {response.status_code} {response.text}")
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(1.0 if response.status_code == 503 else 0.2)
                     continue
                 async for event in events(response):
                     if event.event == "message":
