@@ -7,9 +7,10 @@ test's own HAProxy on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from tests.support.sse import Event, events
 Headers = dict[str, str]
 #: No request may take longer than this: longer is a hang.
 REQUEST_TIMEOUT_S = 15.0
+#: How long clients get to finish what they are doing once told to stop.
+FINISH_S = 60.0
 #: Attempts for one logical operation (the first and its retries) and for one reply's stream.
 MAX_ATTEMPTS = 40
 
@@ -97,10 +100,24 @@ class Load:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
         self.http = httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    @contextlib.asynccontextmanager
+    async def running(self, clients: list[Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
+        """The clients run during the block; at its end they are told to stop and finish what
+        they are doing (bounded). On a failure they are cancelled; the HTTP client is closed
+        either way."""
+        tasks = [asyncio.create_task(client) for client in clients]
+        try:
+            yield
+            self.stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), FINISH_S)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.http.aclose()
 
-    def running(self) -> bool:
+    def going(self) -> bool:
+        """Clients keep going until told to stop or the deadline."""
         return not self.stop.is_set() and time.monotonic() < self.deadline
 
     # --- plain requests ----------------------------------------------------------------------
@@ -143,7 +160,7 @@ class Load:
         """Sessions and messages, created, read and listed, until told to stop."""
         headers = self.headers_for(name)
         step = 0
-        while self.running():
+        while self.going():
             step += 1
             title = f"{name}-{step}"
             created = await self.send(
@@ -177,7 +194,7 @@ class Load:
             return
         sid = created.json()["id"]
         turn = 0
-        while self.running():
+        while self.going():
             turn += 1
             outcome = await self.follow_reply(sid, f"{name} turn {turn}", headers)
             self.outcomes.append(outcome)

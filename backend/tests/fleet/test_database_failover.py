@@ -66,14 +66,9 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
         )
         async with running_fleet(options, cluster.url) as fleet:
             load = Load(options.url, auth, figures, deadline_s=100, retry=True)
-            clients = [
-                asyncio.create_task(load.crud_client(f"failover-crud-{i}"))
-                for i in range(CRUD_CLIENTS)
-            ] + [
-                asyncio.create_task(load.reply_client(f"failover-reply-{i}"))
-                for i in range(REPLY_CLIENTS)
-            ]
-            try:
+            clients = [load.crud_client(f"failover-crud-{i}") for i in range(CRUD_CLIENTS)]
+            clients += [load.reply_client(f"failover-reply-{i}") for i in range(REPLY_CLIENTS)]
+            async with load.running(clients):
                 await wait_for(lambda: len(load.acknowledged) >= 30, 60, "writes before")
                 before = len(load.acknowledged)
                 await asyncio.to_thread(cluster.crash_primary)
@@ -90,13 +85,6 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
                 figures.recovery_s = time.monotonic() - promoted_at
                 after = len(load.acknowledged)
                 await wait_for(lambda: len(load.acknowledged) >= after + 30, 30, "writes after")
-                load.stop.set()
-                await asyncio.wait_for(asyncio.gather(*clients), 60)
-            finally:
-                for client in clients:
-                    client.cancel()
-                await asyncio.gather(*clients, return_exceptions=True)
-                await load.aclose()
 
         conn = await asyncpg.connect(
             host="127.0.0.1", port=cluster.standby_port, user="postgres", database=DATABASE

@@ -5,7 +5,6 @@ once; its replies end `failed` within REPLY_SWEEP_S and their resumed clients ge
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,10 +56,9 @@ async def test_a_killed_node_fails_only_what_it_held(
     figures = Figures("killed node")
     async with running_fleet(options, settings.database_url) as fleet:
         load = Load(options.url, auth, figures, deadline_s=90, retry=True)
-        clients = [
-            asyncio.create_task(load.reply_client(f"kill-reply-{i}")) for i in range(STREAMS)
-        ] + [asyncio.create_task(load.crud_client(f"kill-crud-{i}")) for i in range(CRUD_CLIENTS)]
-        try:
+        clients = [load.reply_client(f"kill-reply-{i}") for i in range(STREAMS)]
+        clients += [load.crud_client(f"kill-crud-{i}") for i in range(CRUD_CLIENTS)]
+        async with load.running(clients):
             await wait_for(lambda: load.streaming >= STREAMS, 60, f"{STREAMS} replies streaming")
             killed_at = time.monotonic()
             await fleet.kill_node(VICTIM)
@@ -70,13 +68,6 @@ async def test_a_killed_node_fails_only_what_it_held(
             await wait_for(
                 lambda: time.monotonic() - killed_at > SWEEP_S + 8, 30, "load after the kill"
             )
-            load.stop.set()
-            await asyncio.wait_for(asyncio.gather(*clients), 60)
-        finally:
-            for client in clients:
-                client.cancel()
-            await asyncio.gather(*clients, return_exceptions=True)
-            await load.aclose()
 
     on_victim = [o for o in load.outcomes if o.broken]
     elsewhere = [o for o in load.outcomes if not o.broken]

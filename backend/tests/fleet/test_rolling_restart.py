@@ -5,7 +5,6 @@ another node) and finish their replies within the grace period."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,21 +42,13 @@ async def test_rolling_restart_under_load_loses_nothing(
     steps: list[str] = []
     async with running_fleet(options, settings.database_url) as fleet:
         load = Load(options.url, auth, figures, deadline_s=180, retry=False)
-        clients = [
-            asyncio.create_task(load.reply_client(f"roll-reply-{i}")) for i in range(STREAMS)
-        ] + [asyncio.create_task(load.crud_client(f"roll-crud-{i}")) for i in range(CRUD_CLIENTS)]
-        try:
+        clients = [load.reply_client(f"roll-reply-{i}") for i in range(STREAMS)]
+        clients += [load.crud_client(f"roll-crud-{i}") for i in range(CRUD_CLIENTS)]
+        async with load.running(clients):
             await wait_for(lambda: load.streaming >= STREAMS, 90, f"{STREAMS} replies streaming")
             began = time.monotonic()
             await fleet.rolling_restart(steps.append)
             figures.extra["restart_s"] = round(time.monotonic() - began, 1)
-            load.stop.set()
-            await asyncio.wait_for(asyncio.gather(*clients), 60)
-        finally:
-            for client in clients:
-                client.cancel()
-            await asyncio.gather(*clients, return_exceptions=True)
-            await load.aclose()
     with capsys.disabled():
         print("", *steps, figures.line(), sep="\n")
     assert figures.failures == 0, figures.examples
