@@ -41,6 +41,17 @@ async def all_ready(fleet: Fleet) -> bool:
     return True
 
 
+async def listeners(port: int) -> int:
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=DATABASE)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'agent-stack-listener'"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
 @pytest.mark.timeout(180)
 async def test_failover_to_the_standby_loses_no_acknowledged_write(
     settings: Settings, auth: Auth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -85,6 +96,13 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
                 figures.recovery_s = time.monotonic() - promoted_at
                 after = len(load.acknowledged)
                 await wait_for(lambda: len(load.acknowledged) >= after + 30, 30, "writes after")
+                # Each node's LISTEN session (notifications, liveness lock) is back too.
+                while await listeners(cluster.standby_port) < options.nodes:
+                    assert time.monotonic() - promoted_at < RECOVERY_BOUND_S, (
+                        "the nodes' LISTEN sessions did not come back on the new primary"
+                    )
+                    await asyncio.sleep(0.1)
+                figures.extra["listeners_back_s"] = round(time.monotonic() - promoted_at, 1)
 
         conn = await asyncpg.connect(
             host="127.0.0.1", port=cluster.standby_port, user="postgres", database=DATABASE
