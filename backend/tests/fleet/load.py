@@ -272,6 +272,7 @@ class Load:
         final = outcome.final.data["message"] if failed else outcome.final.data
         if failed:
             self.figures.replies_failed += 1
+            self.figures.note(f"reply {outcome.message_id} failed: {outcome.final.data['detail']}")
         stored = await self.send("GET", f"/api/messages/{outcome.message_id}", headers)
         content = stored.json()["content"] if stored is not None else None
         if content is None or final["content"] != content:

@@ -70,8 +70,10 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
             node_env=node_env(
                 settings,
                 db_connect_timeout_s=2,
-                simulated_tokens=40,
+                # Replies of about 6 s live through the failover; sweeps run every second.
+                simulated_tokens=60,
                 simulated_delay_ms=100,
+                reply_sweep_s=1,
                 idempotency_lock_timeout_s=2,
             ),
         )
@@ -140,3 +142,7 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
     assert figures.gave_up == 0, figures.examples
     assert figures.recovery_s <= RECOVERY_BOUND_S
     assert lost == 0
+    # Replies live through it too: their progress waits for the database, and no node takes
+    # another's reply for orphaned while that node is still reconnecting.
+    assert figures.replies_failed == figures.unfinished == 0, figures.examples
+    assert figures.duplicates == figures.gaps == figures.mismatches == 0, figures.examples
