@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.fleet.fleet import FleetOptions, running_fleet
+from app.fleet.fleet import Fleet, FleetOptions, running_fleet
 from app.fleet.haproxy import Checks
 from app.fleet.processes import free_port_block
 from tests.fleet.conftest import node_env
@@ -22,6 +23,15 @@ Auth = Callable[[str], dict[str, str]]
 
 STREAMS = 200
 CRUD_CLIENTS = 6
+
+
+async def who_answers(fleet: Fleet) -> dict[str, int]:
+    """Each node's name and process id, from its own `/health/live`."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        found = [
+            (await http.get(f"{node.url}/health/live")).json() for node in fleet.nodes.values()
+        ]
+    return {body["node"]: body["pid"] for body in found}
 
 
 @pytest.mark.timeout(240)
@@ -44,13 +54,18 @@ async def test_rolling_restart_under_load_loses_nothing(
         load = Load(options.url, auth, figures, deadline_s=180, retry=False)
         clients = [load.reply_client(f"roll-reply-{i}") for i in range(STREAMS)]
         clients += [load.crud_client(f"roll-crud-{i}") for i in range(CRUD_CLIENTS)]
+        before = await who_answers(fleet)
         async with load.running(clients):
             await wait_for(lambda: load.streaming >= STREAMS, 90, f"{STREAMS} replies streaming")
             began = time.monotonic()
             await fleet.rolling_restart(steps.append)
             figures.extra["restart_s"] = round(time.monotonic() - began, 1)
+        after = await who_answers(fleet)
     with capsys.disabled():
         print("", *steps, figures.line(), sep="\n")
+    # Every node was restarted: same names, new processes.
+    assert sorted(before) == sorted(after) == ["node1", "node2", "node3"]
+    assert not set(before.values()) & set(after.values())
     assert figures.failures == 0, figures.examples
     assert figures.unavailable == 0, figures.examples
     assert figures.gave_up == 0, figures.examples
