@@ -21,12 +21,16 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-async def supervise(options: FleetOptions, database_url: str) -> None:
-    """Start the fleet, serve restart requests, stop everything at the first exit signal."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def supervise(
+    options: FleetOptions, database_url: str, stop: asyncio.Event | None = None
+) -> None:
+    """Start the fleet, serve restart requests, stop everything when `stop` is set (default:
+    at the first SIGINT or SIGTERM)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     control = options.run_dir / CONTROL_SOCKET
     restarting = asyncio.Lock()
     async with running_fleet(options, database_url) as fleet:
