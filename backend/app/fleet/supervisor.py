@@ -44,7 +44,7 @@ async def supervise(
                 if await reader.readline() == RESTART:
                     async with restarting:
                         await fleet.rolling_restart(report)
-                    report(DONE)
+                    writer.write(f"{DONE}\n".encode())
                 await writer.drain()
             finally:
                 writer.close()
@@ -52,7 +52,7 @@ async def supervise(
         control.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(serve_client, path=str(control))
         say(
-            f"fleet: HAProxy on {options.url} in front of {options.nodes} nodes on ports "
+            f"fleet: HAProxy on {options.url} in front of {options.nodes} node(s) on ports "
             f"{options.node_port(1)}..{options.node_port(options.nodes)}; logs and HAProxy's "
             f"configuration in {options.run_dir}; `make fleet-restart` restarts them in turn; "
             "Ctrl-C stops them"

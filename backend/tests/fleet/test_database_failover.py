@@ -15,10 +15,8 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.fleet.fleet import Fleet, FleetOptions, running_fleet
-from app.fleet.haproxy import Checks
-from app.fleet.processes import free_port_block
-from tests.fleet.conftest import node_env
+from app.fleet.fleet import Fleet, running_fleet
+from tests.fleet.conftest import fleet_options, node_env
 from tests.fleet.load import Figures, Load, wait_for
 from tests.fleet.replication import DATABASE, postgres_bin, replicated_postgres
 from tests.support.database import upgrade
@@ -62,21 +60,16 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
     figures = Figures("database failover")
     async with replicated_postgres(bin_dir) as cluster:
         await upgrade(cluster.url)  # the multi-host URL, through Alembic too
-        options = FleetOptions(
-            run_dir=tmp_path,
-            nodes=2,
-            port=free_port_block(3),
-            checks=Checks(interval_ms=200, fall=2, rise=2),
-            node_env=node_env(
-                settings,
-                db_connect_timeout_s=2,
-                # Replies of about 6 s live through the failover; sweeps run every second.
-                simulated_tokens=60,
-                simulated_delay_ms=100,
-                reply_sweep_s=1,
-                idempotency_lock_timeout_s=2,
-            ),
+        env = node_env(
+            settings,
+            db_connect_timeout_s=2,
+            # Replies of about 6 s live through the failover; sweeps run every second.
+            simulated_tokens=60,
+            simulated_delay_ms=100,
+            reply_sweep_s=1,
+            idempotency_lock_timeout_s=2,
         )
+        options = fleet_options(tmp_path, 2, env)
         async with running_fleet(options, cluster.url) as fleet:
             load = Load(options.url, auth, figures, deadline_s=100, retry=True)
             clients = [load.crud_client(f"failover-crud-{i}") for i in range(CRUD_CLIENTS)]

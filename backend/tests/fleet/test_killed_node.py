@@ -14,10 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.settings import Settings
-from app.fleet.fleet import FleetOptions, running_fleet
-from app.fleet.haproxy import Checks
-from app.fleet.processes import free_port_block
-from tests.fleet.conftest import node_env
+from app.fleet.fleet import running_fleet
+from tests.fleet.conftest import CHECKS, fleet_options, node_env
 from tests.fleet.load import Figures, Load, wait_for
 
 Auth = Callable[[str], dict[str, str]]
@@ -25,7 +23,6 @@ Auth = Callable[[str], dict[str, str]]
 STREAMS = 30
 CRUD_CLIENTS = 6
 SWEEP_S = 2.0
-CHECKS = Checks(interval_ms=200, fall=2, rise=2)
 VICTIM = 2
 
 
@@ -38,21 +35,16 @@ async def test_a_killed_node_fails_only_what_it_held(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert settings.database_url is not None
-    options = FleetOptions(
-        run_dir=tmp_path,
-        nodes=3,
-        port=free_port_block(4),
-        checks=CHECKS,
-        node_env=node_env(
-            settings,
-            simulated_tokens=60,
-            simulated_delay_ms=100,
-            reply_sweep_s=SWEEP_S,
-            # A request killed between claiming its key and finishing leaves the claim behind:
-            # its retries answer 409 until the claim may be taken over.
-            idempotency_lock_timeout_s=2,
-        ),
+    env = node_env(
+        settings,
+        simulated_tokens=60,
+        simulated_delay_ms=100,
+        reply_sweep_s=SWEEP_S,
+        # A request killed between claiming its key and finishing leaves the claim behind:
+        # its retries answer 409 until the claim may be taken over.
+        idempotency_lock_timeout_s=2,
     )
+    options = fleet_options(tmp_path, 3, env)
     figures = Figures("killed node")
     async with running_fleet(options, settings.database_url) as fleet:
         load = Load(options.url, auth, figures, deadline_s=90, retry=True)

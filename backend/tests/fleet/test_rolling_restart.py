@@ -13,10 +13,8 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.fleet.fleet import Fleet, FleetOptions, running_fleet
-from app.fleet.haproxy import Checks
-from app.fleet.processes import free_port_block
-from tests.fleet.conftest import node_env
+from app.fleet.fleet import Fleet, running_fleet
+from tests.fleet.conftest import fleet_options, node_env
 from tests.fleet.load import Figures, Load, wait_for
 
 Auth = Callable[[str], dict[str, str]]
@@ -39,15 +37,9 @@ async def test_rolling_restart_under_load_loses_nothing(
     settings: Settings, auth: Auth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert settings.database_url is not None
-    options = FleetOptions(
-        run_dir=tmp_path,
-        nodes=3,
-        port=free_port_block(4),
-        checks=Checks(interval_ms=200, fall=2, rise=2),
-        reply_grace_s=15,
-        # Replies of about 3 s: several generations of them live through each restart.
-        node_env=node_env(settings, simulated_tokens=30, simulated_delay_ms=100),
-    )
+    # Replies of about 3 s: several generations of them live through each restart.
+    env = node_env(settings, simulated_tokens=30, simulated_delay_ms=100)
+    options = fleet_options(tmp_path, 3, env, reply_grace_s=15)
     figures = Figures("rolling restart")
     steps: list[str] = []
     async with running_fleet(options, settings.database_url) as fleet:

@@ -11,11 +11,8 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.fleet.fleet import FleetOptions
-from app.fleet.haproxy import Checks
-from app.fleet.processes import free_port_block
 from app.fleet.supervisor import CONTROL_SOCKET, request_restart, supervise
-from tests.fleet.conftest import node_env
+from tests.fleet.conftest import fleet_options, node_env
 from tests.fleet.load import wait_for
 
 
@@ -29,13 +26,7 @@ async def node_of(url: str) -> tuple[str, int]:
 async def test_fleet_restart_asks_the_running_fleet(settings: Settings, tmp_path: Path) -> None:
     assert settings.database_url is not None
     assert not await request_restart(tmp_path)  # no fleet there: refused, nothing hangs
-    options = FleetOptions(
-        run_dir=tmp_path,
-        nodes=1,
-        port=free_port_block(2),
-        checks=Checks(interval_ms=200, fall=2, rise=2),
-        node_env=node_env(settings),
-    )
+    options = fleet_options(tmp_path, 1, node_env(settings))
     stop = asyncio.Event()
     running = asyncio.create_task(supervise(options, settings.database_url, stop))
     try:
