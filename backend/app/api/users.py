@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from app.api.dependencies.auth import CallerDep
 from app.api.errors import problem_responses
 from app.api.routing import StrictQueryRoute
 from app.domain.dtos import UsageDTO, UsageGrouping, UserDTO
+from app.domain.services.transfer import TransferService
 from app.domain.services.usage import UsageService, parse_moment
 from app.domain.services.users import UserService
+
+NDJSON = "application/x-ndjson"
 
 
 def _moment_schema(schema: dict[str, Any]) -> None:
@@ -82,3 +86,24 @@ async def get_my_usage(
     return await UsageService(caller.uow).report(
         caller.user_id, parse_moment(start, "from"), parse_moment(end, "to"), group_by
     )
+
+
+@router.get(
+    "/me/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One exported session per line (`GET /api/sessions/{id}/export`'s "
+            "document), by session id.",
+            "content": {NDJSON: {"schema": {"$ref": "#/components/schemas/SessionExportDTO"}}},
+        }
+    },
+    summary="Export all my sessions",
+)
+async def export_me(caller: CallerDep) -> StreamingResponse:
+    """Every session of the caller as NDJSON (`application/x-ndjson`), streamed: sessions are
+    read in small batches by id, each batch one short statement whose connection is returned
+    before its lines are sent, so memory and connections stay constant however many sessions
+    there are. Sessions created or deleted during the export may or may not appear."""
+    lines = TransferService(caller.uow).export_all(caller.user_id)
+    return StreamingResponse(lines, media_type=NDJSON)

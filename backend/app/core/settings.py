@@ -155,6 +155,19 @@ class Settings(BaseSettings):
     retention_pause_ms: int = Field(
         default=50, ge=0, le=60_000, description="Pause between two batches of the sweep."
     )
+    import_max_messages: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most messages `POST /api/sessions/import` takes (413 beyond); never more "
+        "than MAX_MESSAGES_PER_SESSION.",
+    )
+    import_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest body `POST /api/sessions/import` takes (413 beyond); other routes "
+        "keep MAX_BODY_BYTES.",
+    )
     llm_provider: Literal["simulated", "openai"] = Field(
         default="simulated",
         description="`openai`: any OpenAI-compatible Chat Completions server; `simulated`: a "
@@ -200,6 +213,18 @@ class Settings(BaseSettings):
     )
     reply_shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="At shutdown, time for running replies to finish."
+    )
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="Behind a load balancer: at SIGTERM, how long readiness (`/health`) fails "
+        "before the server stops listening (long enough for the balancer's checks to take the "
+        "node out); then its event streams end without a final event, so clients reconnect to "
+        "another node. 0 (one server): streams get their final event before closing.",
+    )
+    fleet_nodes: int = Field(
+        default=3, ge=1, le=50, description="`make fleet`: how many nodes behind HAProxy."
     )
     reply_sweep_s: float = Field(
         default=30.0, gt=0, description="How often orphaned streaming replies are failed."

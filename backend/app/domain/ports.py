@@ -7,13 +7,15 @@ of every query (`user_id` is an argument), so another user's row is simply not f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
     MessageDTO,
     Role,
     SessionDTO,
@@ -22,6 +24,7 @@ from app.domain.dtos import (
     UsageGrouping,
     UserDTO,
 )
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest, SearchCursor
 from app.domain.search import Markers
@@ -66,14 +69,61 @@ class UserRepository(Protocol):
 Expiry = datetime | None | Literal["keep"]
 
 
+@dataclass(frozen=True, slots=True)
+class SessionChanges:
+    """What a `PATCH` changes: None (for `expiry`, "keep") leaves a field as it is."""
+
+    title: str | None = None
+    current_message_id: int | None = None
+    metadata: Mapping[str, str] | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    expiry: Expiry = "keep"
+
+    @property
+    def is_activity(self) -> bool:
+        """A rename, a branch switch or a new expiry moves the session up the list; the rest
+        does not."""
+        return (
+            self.title is not None or self.current_message_id is not None or self.expiry != "keep"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTree:
+    """A session with every message of every branch, by id (parents before children)."""
+
+    session: SessionDTO
+    messages: Sequence[MessageDTO]
+
+
 class SessionRepository(Protocol):
     """Every query treats an expired session (`expires_at` passed) as missing."""
 
     async def add(
-        self, user_id: int, title: str, max_sessions: int, expires_at: datetime | None = None
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
     ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
         `max_sessions` sessions (expired ones not counted) or no longer exists."""
+        ...
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        """Like `add`, with the imported session's title, metadata, flags and times (None:
+        now). Its messages follow with `MessageRepository.add_tree`."""
+        ...
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        """One statement: the session `session_id` with its messages, or (None) up to `limit`
+        of the caller's sessions with ids above `after`, by id, with theirs."""
         ...
 
     async def session_count(self, user_id: int) -> int | None:
@@ -82,20 +132,24 @@ class SessionRepository(Protocol):
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None: ...
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        """Most recently active first: `(updated_at, id)` descending."""
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        """The archived or the unarchived sessions whose metadata holds every pair of
+        `metadata`: pinned first, then most recently active (`(pinned, updated_at, id)`
+        descending, the cursor's order)."""
         ...
 
     async def update(
-        self,
-        session_id: int,
-        user_id: int,
-        title: str | None,
-        current_message_id: int | None,
-        expiry: Expiry = "keep",
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
-        """Rename, switch branch (None: unchanged) and/or set the expiry, counted as activity;
-        None when there is no such session, or `current_message_id` is not one of its
+        """Apply the changes in one statement (a rename, branch switch or new expiry counts as
+        activity); None when there is no such session, or `current_message_id` is not one of its
         messages."""
         ...
 
@@ -245,6 +299,21 @@ class MessageRepository(Protocol):
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         """The id of the session's reply that is still streaming, if any."""
+        ...
+
+    async def add_tree(self, user_id: int, session_id: int, plan: ImportPlan) -> SessionDTO:
+        """Inside `atomic()`: insert the plan's messages into the caller's new, empty session in
+        one statement (new ids in the plan's order, parents mapped), count them and point the
+        session at the current one."""
+        ...
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        """Replace the feedback on an assistant message of the caller's (None removes it), in
+        one statement. Answers the feedback now stored; the message's role when nothing was
+        stored (it is not an assistant message, or the feedback was removed); None when the
+        caller has no such message."""
         ...
 
 

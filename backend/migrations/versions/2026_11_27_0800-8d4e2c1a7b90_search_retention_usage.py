@@ -21,7 +21,7 @@ restores the single-column key; no data is lost but the owners copied onto messa
 times and the search columns, which are derived.
 
 Revision ID: 8d4e2c1a7b90
-Revises: 5236198b7de9
+Revises: 06f2d5b06ffe
 Create Date: 2026-11-27 08:00:00+00:00
 """
 
@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql
 from app.core.settings import get_settings
 
 revision: str = "8d4e2c1a7b90"
-down_revision: str | None = "5236198b7de9"
+down_revision: str | None = "06f2d5b06ffe"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.support.database import downgrade, upgrade
 
-BEFORE = "5236198b7de9"
+BEFORE = "06f2d5b06ffe"
 REVISION = "8d4e2c1a7b90"
 
 SEED = (

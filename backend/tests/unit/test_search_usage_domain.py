@@ -109,10 +109,10 @@ async def test_expired_sessions_are_missing_and_past_expiries_refused() -> None:
     uow = FakeUnitOfWork()
     service = SessionService(uow)
     with pytest.raises(InvalidInput):
-        await service.create(1, "t", datetime.now(UTC) - timedelta(seconds=1))
+        await service.create(1, "t", expires_at=datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(InvalidInput):
-        await service.create(1, "t", datetime(2999, 1, 1))  # no time zone
-    session = await service.create(1, "t", datetime.now(UTC) + timedelta(hours=1))
+        await service.create(1, "t", expires_at=datetime(2999, 1, 1))  # no time zone
+    session = await service.create(1, "t", expires_at=datetime.now(UTC) + timedelta(hours=1))
     assert session.expires_at is not None
     kept = await service.update(1, session.id, expiry=None)
     assert kept.expires_at is None
