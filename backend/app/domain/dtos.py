@@ -154,6 +154,7 @@ ExpiresAt = Annotated[
         examples=["2030-01-01T00:00:00Z"],
         json_schema_extra={"format": "date-time"},
     ),
+    AfterValidator(rules.storable_time),
     AfterValidator(rules.validate_expiry),
 ]
 
@@ -649,7 +650,7 @@ def _time_text(value: Any) -> Any:
     return value
 
 
-ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
+ImportedTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(rules.storable_time)]
 
 
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:

@@ -3,8 +3,10 @@ once it has passed the session is gone from every route at once, before any swee
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +44,15 @@ async def test_expires_at_on_create_and_patch(client: httpx.AsyncClient, auth: A
     assert plain.json()["expires_at"] is None
 
 
-@pytest.mark.parametrize("value", [_in(-60), "2020-01-01T00:00:00Z", "2999-01-01T00:00:00"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        _in(-60),
+        "2020-01-01T00:00:00Z",
+        "2999-01-01T00:00:00",
+        "9999-12-31T23:59:00-23:00",  # after year 9999 in UTC: out of range, not a 500
+    ],
+)
 async def test_expires_at_must_be_a_future_time_with_a_zone(
     client: httpx.AsyncClient, auth: Auth, value: str
 ) -> None:
@@ -62,12 +72,16 @@ async def test_an_expired_session_is_gone_from_every_route(
     client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine
 ) -> None:
     alice = auth("alice")
-    sid = (
-        await client.post(
-            "/api/sessions/", json={"title": "fleeting", "expires_at": _in(3600)}, headers=alice
-        )
-    ).json()["id"]
-    kept = (await client.post("/api/sessions/", json={"title": "kept"}, headers=alice)).json()
+    label = {"project": "x"}
+    temporary = {"title": "fleeting", "expires_at": _in(3600), "metadata": label}
+    sid = (await client.post("/api/sessions/", json=temporary, headers=alice)).json()["id"]
+    plain = {"title": "kept", "metadata": label}
+    kept = (await client.post("/api/sessions/", json=plain, headers=alice)).json()
+    shelved = (await client.post("/api/sessions/", json=temporary, headers=alice)).json()["id"]
+    archived = await client.patch(
+        f"/api/sessions/{shelved}", json={"archived": True, "pinned": True}, headers=alice
+    )
+    assert archived.json()["expires_at"] is not None  # PATCH of flags keeps the expiry
     user = await client.post(
         f"/api/messages/?session_id={sid}",
         json={"role": "user", "content": "hello"},
@@ -79,15 +93,21 @@ async def test_an_expired_session_is_gone_from_every_route(
         headers=alice,
     )
     mid, aid = user.json()["id"], answer.json()["id"]
-    assert (await client.get("/api/users/me", headers=alice)).json()["session_count"] == 2
+    rated = await client.put(f"/api/messages/{aid}/feedback", json={"rating": "up"}, headers=alice)
+    assert rated.status_code == 200
+    assert (await client.get("/api/users/me", headers=alice)).json()["session_count"] == 3
+    listed = await client.get("/api/sessions/?metadata=project:x", headers=alice)
+    assert {s["id"] for s in listed.json()} == {sid, kept["id"]}
 
-    async with engine.begin() as conn:  # its time passes
+    async with engine.begin() as conn:  # their time passes
         await conn.execute(
-            text("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = :s"),
-            {"s": sid},
+            text(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' "
+                "WHERE expires_at IS NOT NULL"
+            )
         )
 
-    gone = [
+    gone: list[tuple[str, str, dict[str, Any] | None]] = [
         ("GET", f"/api/sessions/{sid}", None),
         ("PATCH", f"/api/sessions/{sid}", {"title": "back"}),
         ("PATCH", f"/api/sessions/{sid}", {"expires_at": None}),
@@ -100,17 +120,30 @@ async def test_an_expired_session_is_gone_from_every_route(
         ("POST", f"/api/messages/{aid}/regenerate", None),
         ("GET", f"/api/messages/{aid}/stream", None),
         ("POST", f"/api/messages/{aid}/cancel", None),
+        ("PATCH", f"/api/sessions/{sid}", {"metadata": {}}),
+        ("PATCH", f"/api/sessions/{sid}", {"archived": True}),
+        ("PATCH", f"/api/sessions/{shelved}", {"pinned": False}),
+        ("GET", f"/api/sessions/{sid}/export", None),
+        ("GET", f"/api/sessions/{shelved}/export", None),
+        ("PUT", f"/api/messages/{aid}/feedback", {"rating": "down"}),
+        ("DELETE", f"/api/messages/{aid}/feedback", None),
         ("DELETE", f"/api/sessions/{sid}", None),
     ]
     for method, url, body in gone:
         response = await client.request(method, url, json=body, headers=alice)
         assert response.status_code == 404, (method, url, response.text)
-    listed = (await client.get("/api/sessions/", headers=alice)).json()
-    assert [s["id"] for s in listed] == [kept["id"]]
+    for query in ("", "?metadata=project:x", "?archived=true", "?archived=true&metadata=project:x"):
+        listed = (await client.get(f"/api/sessions/{query}", headers=alice)).json()
+        assert [s["id"] for s in listed] == ([] if "archived" in query else [kept["id"]]), query
+    exported = await client.get("/api/users/me/export", headers=alice)
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    assert [line["session"]["title"] for line in lines] == ["kept"]
     assert (await client.get("/api/users/me", headers=alice)).json()["session_count"] == 1
     assert (await client.get("/api/search?q=hello", headers=alice)).json() == []
     async with engine.connect() as conn:  # still stored until the sweep deletes it
         assert await conn.scalar(text("SELECT count(*) FROM messages")) == 2
+        rating = "SELECT feedback_rating FROM messages WHERE id = :a"
+        assert await conn.scalar(text(rating), {"a": aid}) == "up"  # untouched
 
 
 async def test_expired_sessions_do_not_count_against_the_quota(

@@ -208,6 +208,24 @@ async def test_expired_sessions_are_not_found(
     assert await _search(client, alice, "walrus") == []
 
 
+async def test_archived_and_labelled_sessions_are_found_like_any_other(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    """Archiving only hides a session from the list: search covers everything the caller has."""
+    alice = auth("alice")
+    sid = await _session(client, alice, "shelved narwhal")
+    said = await _say(client, alice, sid, "the narwhal sleeps")
+    patched = await client.patch(
+        f"/api/sessions/{sid}",
+        json={"archived": True, "pinned": True, "metadata": {"k": "v"}},
+        headers=alice,
+    )
+    assert patched.status_code == 200
+    assert (await client.get("/api/sessions/", headers=alice)).json() == []
+    hits = await _search(client, alice, "narwhal")
+    assert [(h["kind"], h["message_id"]) for h in hits] == [("title", None), ("message", said)]
+
+
 async def test_the_plan_reads_the_users_search_index(
     client: httpx.AsyncClient, auth: Auth, engine: AsyncEngine
 ) -> None:
