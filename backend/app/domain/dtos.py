@@ -650,17 +650,6 @@ def _time_text(value: Any) -> Any:
     return value
 
 
-def _json_number(value: Any) -> Any:
-    """A JSON number, as the schema's `integer` says (`2.0` is one): not `true` nor `"2"`, which
-    Pydantic alone would read as integers too."""
-    if isinstance(value, bool | str):
-        raise ValueError("an integer (a JSON number)")
-    return value
-
-
-JsonInteger = Annotated[int, BeforeValidator(_json_number)]
-
-
 ImportedTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(rules.storable_time)]
 
 
@@ -779,8 +768,8 @@ class ImportedMessage(_Input):
         description="The text (at most 100,000 characters, no NUL). Required and not empty, "
         "except in an assistant message that calls tools or was cancelled or failed.",
     )
-    tokens: JsonInteger = Field(default=0, ge=0, le=rules.TOKENS_MAX)
-    input_tokens: JsonInteger = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[
         str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
     ] = None

@@ -88,11 +88,7 @@ def _unique(items: list[Any], get: Any, put: Any) -> None:
 
 
 def _valid_id(value: object) -> bool:
-    """An id the schema allows: an integer in range, `5.0` included (JSON Schema's `integer`
-    admits it, and so does the API)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return float(value).is_integer() and 1 <= value <= 2**53 - 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**53 - 1
 
 
 def _call(call_id: str) -> dict[str, Any]:
