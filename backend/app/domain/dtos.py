@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     JsonValue,
     StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -571,6 +572,17 @@ def _time_text(value: Any) -> Any:
 ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
 
 
+def _integer(value: Any) -> Any:
+    """A JSON integer, not `1.0` or `true` (which Pydantic alone takes for 1)."""
+    if isinstance(value, bool | float):
+        raise ValueError("an integer")
+    return value
+
+
+#: Ids in a document are JSON integers (Pydantic alone would also take `"2"` or `2.0`).
+ImportedId = Annotated[StrictInt, Field(ge=1, le=rules.JSON_ID_MAX)]
+
+
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
     """A field only messages of `role` carry (null counts as absent)."""
 
@@ -653,11 +665,11 @@ class ImportedMessage(_Input):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": _IMPORTED_MESSAGE_RULES})
 
-    id: Annotated[MessageId | None, *NotNull] = Field(
+    id: Annotated[ImportedId | None, *NotNull] = Field(
         default=None,
         description="Exported documents only: the message's id there (parents refer to it).",
     )
-    parent_id: MessageId | None = Field(
+    parent_id: ImportedId | None = Field(
         default=None,
         description="Exported documents only: the id of the message this one answers (null: a "
         "root). An OpenAI-style list is one branch: each message answers the previous one.",
@@ -686,8 +698,8 @@ class ImportedMessage(_Input):
         description="The text (at most 100,000 characters, no NUL). Required and not empty, "
         "except in an assistant message that calls tools or was cancelled or failed.",
     )
-    tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
-    input_tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    tokens: StrictInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: StrictInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[
         str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
     ] = None
@@ -700,7 +712,7 @@ class ImportedMessage(_Input):
 
 
 class ImportedSession(_Input):
-    id: Annotated[int | None, Field(ge=1, le=rules.JSON_ID_MAX)] = Field(
+    id: ImportedId | None = Field(
         default=None, description="Its id where it was exported (ignored: a new one is made)."
     )
     title: Title
@@ -709,7 +721,7 @@ class ImportedSession(_Input):
     pinned: StrictBool = False
     created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
     updated_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
-    current_message_id: MessageId | None = Field(
+    current_message_id: ImportedId | None = Field(
         default=None, description="One of `messages`; default: none (an empty branch)."
     )
 
@@ -741,7 +753,7 @@ class SessionImportDTO(_Input):
     )
 
     format: Annotated[Literal["agent-stack.session"] | None, *NotNull] = None
-    version: Annotated[Literal[1] | None, *NotNull] = None
+    version: Annotated[Literal[1] | None, BeforeValidator(_integer), *NotNull] = None
     session: Annotated[ImportedSession | None, *NotNull] = None
     messages: list[ImportedMessage] = Field(
         max_length=rules.IMPORT_MESSAGES_MAX,
