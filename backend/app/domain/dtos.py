@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     JsonValue,
     StrictBool,
-    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -573,14 +572,16 @@ ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
 
 
 def _integer(value: Any) -> Any:
-    """A JSON integer, not `1.0` or `true` (which Pydantic alone takes for 1)."""
-    if isinstance(value, bool | float):
-        raise ValueError("an integer")
+    """A JSON integer (`2`, or `2.0`: JSON Schema counts it too), not `"2"` or `true`, which
+    Pydantic alone would take."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
     return value
 
 
-#: Ids in a document are JSON integers (Pydantic alone would also take `"2"` or `2.0`).
-ImportedId = Annotated[StrictInt, Field(ge=1, le=rules.JSON_ID_MAX)]
+#: An integer of a document.
+ImportedInt = Annotated[int, BeforeValidator(_integer)]
+ImportedId = Annotated[ImportedInt, Field(ge=1, le=rules.JSON_ID_MAX)]
 
 
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
@@ -698,8 +699,8 @@ class ImportedMessage(_Input):
         description="The text (at most 100,000 characters, no NUL). Required and not empty, "
         "except in an assistant message that calls tools or was cancelled or failed.",
     )
-    tokens: StrictInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
-    input_tokens: StrictInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[
         str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
     ] = None
