@@ -581,7 +581,7 @@ def _integer(value: Any) -> Any:
 
 #: An integer of a document.
 ImportedInt = Annotated[int, BeforeValidator(_integer)]
-ImportedId = Annotated[ImportedInt, Field(ge=1, le=rules.JSON_ID_MAX)]
+ImportedId = Annotated[int, Field(ge=1, le=rules.JSON_ID_MAX), BeforeValidator(_integer)]
 
 
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
