@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -568,7 +568,15 @@ def _time_text(value: Any) -> Any:
     return value
 
 
-ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
+def _in_utc(value: datetime) -> datetime:
+    """Stored in UTC: a time whose UTC date falls outside years 1..9999 cannot be."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC (years 1..9999)") from None
+
+
+ImportedTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_in_utc)]
 
 
 def _integer(value: Any) -> Any:
