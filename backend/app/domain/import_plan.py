@@ -145,13 +145,10 @@ def _title(doc: SessionImportDTO) -> str:
 
 
 def _ahead(moment: datetime | None) -> datetime | None:
-    """An imported expiry, if it has not passed (without a zone: UTC). One already passed is
-    dropped rather than refused: a temporary chat exported and imported after its end comes
-    back as a kept session, instead of failing or vanishing at once."""
-    if moment is None:
-        return None
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware if aware > datetime.now(UTC) else None
+    """An imported expiry (in UTC), if it has not passed. One already passed is dropped rather
+    than refused: a temporary chat exported and imported after its end comes back as a kept
+    session, instead of failing or vanishing at once."""
+    return moment if moment is not None and moment > datetime.now(UTC) else None
 
 
 def plan_import(doc: SessionImportDTO, max_messages: int) -> ImportPlan:

@@ -197,18 +197,6 @@ def validate_tokens(value: int) -> int:
     return value
 
 
-def storable_time(value: datetime) -> datetime:
-    """A time whose UTC instant falls in years 1..9999: a zone offset can push an edge date
-    (`9999-12-31T23:59:00-23:00`) out of the range the database driver converts, which would
-    otherwise fail only when written."""
-    if value.tzinfo is not None:
-        try:
-            value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("out of range: the time in UTC must fall in years 1..9999") from None
-    return value
-
-
 def validate_expiry(value: datetime) -> datetime:
     """A temporary chat's end: an aware time, in the future (a past one would delete the chat
     as it is created or renamed)."""
