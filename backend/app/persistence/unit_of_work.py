@@ -37,7 +37,9 @@ from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
 from app.persistence.repositories.replies import SqlReplyRepository
+from app.persistence.repositories.search import SqlSearchRepository
 from app.persistence.repositories.sessions import SqlSessionRepository
+from app.persistence.repositories.usage import SqlUsageRepository
 from app.persistence.repositories.users import SqlUserRepository
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class SqlUnitOfWork:
         self.messages = SqlMessageRepository(self)
         self.idempotency = SqlIdempotencyRepository(self)
         self.replies = SqlReplyRepository(self)
+        self.search = SqlSearchRepository(self)
+        self.usage = SqlUsageRepository(self)
 
     # --- what repositories call ---------------------------------------------------------------
 
