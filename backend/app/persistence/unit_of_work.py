@@ -137,7 +137,13 @@ class SqlUnitOfWork:
         except BaseException as exc:
             # An error the server answered with leaves the connection fine; a lost, timed out
             # or interrupted one (or the server ending the session) is never handed back.
-            self._lost = not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
+            self._lost = (
+                not isinstance(exc, asyncpg.PostgresError)
+                or driver.is_closed()
+                # A server that turned read-only (a demoted primary) is left for a new
+                # connection, which `target_session_attrs` sends to the primary.
+                or isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError)
+            )
             if self._lost:
                 await self._release(broken=exc)
             elif self._transaction is None:
