@@ -18,7 +18,7 @@ import hypothesis
 import pytest
 import schemathesis
 from schemathesis import HookContext
-from schemathesis.core.failures import Failure
+from schemathesis.core.failures import AcceptedNegativeData, Failure
 from schemathesis.generation.stateful.state_machine import APIStateMachine
 from schemathesis.openapi.checks import RejectedPositiveData
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,11 +31,13 @@ from app.core.settings import Settings
 from app.main import create_app
 from tests.fuzz.test_schemathesis import obey_unstated_rules
 
-# 50: with the schema's branch and tool fields, 25 derandomized scenarios happened to chain no
-# successful call through a link, and with search, usage and expiry 40 did; the assertion at the
-# end catches such a hollow run.
-SCENARIOS = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "50"))
-STEPS = int(os.environ.get("FUZZ_STATEFUL_STEPS", "6"))
+# Scenarios x steps: longer sequences chain more calls through links (a created session, then
+# its messages, replies, forks...). Six steps left whole runs of 40 or 50 derandomized
+# scenarios with no successful linked call once the API grew (search, usage, export: more
+# operations to pick from at each step); ten steps over 30 scenarios make the same number of
+# calls and chain reliably. The assertion at the end catches a hollow run.
+SCENARIOS = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "30"))
+STEPS = int(os.environ.get("FUZZ_STATEFUL_STEPS", "10"))
 
 
 class _BoundLater:
@@ -76,6 +78,12 @@ def filter_failure(
     """Keep every failure but one kind: a schema-valid request refused with 422 by a rule on
     stored data (the fields above, named in `errors`). Chained calls reach real sessions, where
     a generated id is rarely one of theirs; each such rule has HTTP tests of its own."""
+    if isinstance(failure, AcceptedNegativeData) and failure.message.endswith(
+        "Invalid component: positive test case"
+    ):
+        # Schemathesis's stateful phase sometimes marks a step negative whose data it describes
+        # as a positive test case (nothing in it breaks the schema): accepting it is right.
+        return False
     if not isinstance(failure, RejectedPositiveData) or response.status_code != 422:
         return True
     errors = response.json().get("errors") or []
