@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import docs, errors, health, messages, openapi, sessions, users
+from app.api import docs, errors, health, messages, openapi, sessions, users, web
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
@@ -169,6 +169,7 @@ def create_app(
     app.add_middleware(ObserveRequests, user_id_of=known_users.get)
     errors.install(app, forget_user=known_users.forget)
     docs.install(app)
+    web.install(app, settings)
     openapi.install(app)
     for router in (health, metrics_api, sessions, messages, users, replies_api):
         app.include_router(router.router)

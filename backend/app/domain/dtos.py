@@ -408,3 +408,29 @@ class UserDTO(BaseModel):
     )
     created_at: datetime
     session_count: int = Field(description="How many chat sessions the account owns.")
+
+
+class DevTokenRequestDTO(_Input):
+    """Who to sign in as on a development server (`AUTH_MODE=local` only)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The token subject (`sub`): the user, as `make token SUB=<name>` names it. "
+        "Not blank, no NUL, at most 255 characters.",
+        examples=["alice"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _subject_rules(cls, value: str) -> str:
+        if "\x00" in value or not value.strip():
+            raise ValueError("must not be blank or contain NUL")
+        return value
+
+
+class DevTokenDTO(_Output):
+    access_token: str = Field(description="A bearer token for `Authorization: Bearer ...`.")
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires (`AUTH_TOKEN_TTL_S`).")

@@ -1,0 +1,206 @@
+// The sessions sidebar: pinned first, archived behind a toggle, "Load more" through the Link
+// cursor, search with highlighted snippets, and each session's actions.
+
+import { json, nextLink, send } from "./api.js";
+import { el, report } from "./ui.js";
+
+const PAGE = 30;
+
+// A search hit's snippet as [{text, match}], whichever way the server marks its matches: as
+// segments, or as a string with character ranges. Never interpreted as HTML.
+export function snippetParts(hit) {
+  const snippet = hit.snippet ?? hit.highlight ?? "";
+  if (Array.isArray(snippet)) {
+    return snippet.map((part) =>
+      Array.isArray(part)
+        ? { text: String(part[0]), match: Boolean(part[1]) }
+        : typeof part === "string"
+          ? { text: part, match: false }
+          : { text: String(part.text ?? ""), match: Boolean(part.match ?? part.highlight ?? part.marked) },
+    );
+  }
+  const text = typeof snippet === "object" ? String(snippet.text ?? "") : String(snippet);
+  const ranges = (typeof snippet === "object" && (snippet.matches || snippet.highlights)) ||
+    hit.matches || hit.highlights || [];
+  const parts = [];
+  let at = 0;
+  for (const range of ranges) {
+    const [start, end] = Array.isArray(range) ? range : [range.start, range.end];
+    if (start > at) parts.push({ text: text.slice(at, start), match: false });
+    parts.push({ text: text.slice(start, end), match: true });
+    at = end;
+  }
+  if (at < text.length) parts.push({ text: text.slice(at), match: false });
+  return parts;
+}
+
+export function createSidebar({ onOpen, onNew, currentId }) {
+  const list = document.getElementById("sessions");
+  const more = document.getElementById("load-more");
+  const archivedToggle = document.getElementById("show-archived");
+  const search = document.getElementById("search");
+  const results = document.getElementById("search-results");
+  const nav = document.getElementById("sessions-nav");
+  let next = null;
+
+  async function load(url = null) {
+    try {
+      const path = url || `/api/sessions/?limit=${PAGE}${archivedToggle.checked ? "&archived=true" : ""}`;
+      const response = await send("GET", path);
+      const sessions = await response.json();
+      if (!url) list.replaceChildren();
+      for (const session of sessions) list.append(item(session));
+      next = nextLink(response);
+      more.hidden = !next;
+      if (!url && !sessions.length) {
+        list.append(el("li", { class: "empty" }, archivedToggle.checked ? "No archived chats." : "No chats yet."));
+      }
+    } catch (error) {
+      report(error, () => load(url));
+    }
+  }
+
+  async function update(session, change) {
+    try {
+      await json("PATCH", `/api/sessions/${session.id}`, { body: change });
+      await load();
+    } catch (error) {
+      report(error, () => update(session, change));
+    }
+  }
+
+  function rename(session, row) {
+    const input = el("input", {
+      class: "rename",
+      value: session.title,
+      maxlength: "500",
+      "aria-label": `New title for ${session.title}`,
+    });
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = input.value.trim();
+      if (save && title && title !== session.title) await update(session, { title });
+      else await load();
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") finish(true);
+      if (event.key === "Escape") finish(false);
+    });
+    input.addEventListener("blur", () => finish(true));
+    row.replaceChildren(input);
+    input.focus();
+    input.select();
+  }
+
+  async function remove(session) {
+    if (!confirm(`Delete "${session.title}" and all its messages?`)) return;
+    try {
+      await send("DELETE", `/api/sessions/${session.id}`);
+      if (currentId() === session.id) onNew();
+      await load();
+    } catch (error) {
+      report(error, () => remove(session));
+    }
+  }
+
+  function item(session) {
+    const row = el("li", { class: "session", dataset: { id: session.id } });
+    const menu = el(
+      "details",
+      { class: "menu" },
+      el("summary", { "aria-label": `Actions for ${session.title}`, title: "Actions" }, "⋯"),
+      el(
+        "div",
+        { class: "menu-items" },
+        el("button", { type: "button", onclick: () => rename(session, row) }, "Rename"),
+        el("button", { type: "button", onclick: () => update(session, { pinned: !session.pinned }) },
+          session.pinned ? "Unpin" : "Pin"),
+        el("button", { type: "button", onclick: () => update(session, { archived: !session.archived }) },
+          session.archived ? "Unarchive" : "Archive"),
+        el("button", { type: "button", class: "danger", onclick: () => remove(session) }, "Delete"),
+      ),
+    );
+    row.append(
+      el(
+        "button",
+        {
+          type: "button",
+          class: "open",
+          "aria-current": currentId() === session.id ? "page" : null,
+          onclick: () => onOpen(session.id),
+        },
+        session.pinned ? el("span", { class: "pin", "aria-label": "Pinned" }, "★ ") : null,
+        session.title,
+      ),
+      menu,
+    );
+    return row;
+  }
+
+  let pending = 0;
+  async function runSearch() {
+    const q = search.value.trim();
+    const ticket = ++pending;
+    if (!q) {
+      results.hidden = true;
+      nav.hidden = false;
+      return;
+    }
+    try {
+      const hits = await json("GET", `/api/search?q=${encodeURIComponent(q)}&limit=20`);
+      if (ticket !== pending) return; // a newer query is on its way
+      results.replaceChildren(
+        ...(hits.length
+          ? hits.map((hit) =>
+              el(
+                "li",
+                {},
+                el(
+                  "button",
+                  {
+                    type: "button",
+                    class: "hit",
+                    onclick: () => onOpen(hit.session_id, hit.message_id),
+                  },
+                  el("span", { class: "hit-title" }, hit.session_title ?? hit.title ?? ""),
+                  el(
+                    "span",
+                    { class: "snippet" },
+                    ...snippetParts(hit).map((part) => (part.match ? el("mark", {}, part.text) : part.text)),
+                  ),
+                ),
+              ),
+            )
+          : [el("li", { class: "empty" }, "No messages match.")]),
+      );
+      results.hidden = false;
+      nav.hidden = true;
+    } catch (error) {
+      if (ticket === pending) report(error, runSearch);
+    }
+  }
+
+  let timer = null;
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(runSearch, 250);
+  });
+  search.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      search.value = "";
+      runSearch();
+    }
+  });
+  more.addEventListener("click", () => next && load(next));
+  archivedToggle.addEventListener("change", () => load());
+
+  return { load, highlight: (id) => {
+    for (const button of list.querySelectorAll(".open")) {
+      const active = Number(button.parentElement.dataset.id) === id;
+      if (active) button.setAttribute("aria-current", "page");
+      else button.removeAttribute("aria-current");
+    }
+  } };
+}
