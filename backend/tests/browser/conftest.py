@@ -77,6 +77,12 @@ def server_env(migrated_url: str, llm: FakeChatServer, **overrides: str) -> dict
     return env
 
 
+@pytest.fixture(autouse=True)
+def _unscripted_model(llm: FakeChatServer) -> None:
+    """Each test scripts its own replies: nothing left over from the one before."""
+    llm.scripts.clear()
+
+
 @pytest.fixture(scope="module")
 async def app_server(migrated_url: str, llm: FakeChatServer) -> AsyncIterator[Server]:
     """A development server (dev sign-in on) for the module's tests."""
@@ -138,3 +144,8 @@ async def sign_in(page: Page, name: str) -> None:
     await page.get_by_label("Your name").fill(name)
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_label("Message", exact=True).wait_for()
+
+
+def words(count: int, prefix: str = "w") -> list[str]:
+    """A reply's chunks: plain words, so the rendered text is the stored text."""
+    return [f"{prefix}{i} " for i in range(count)]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import sign_in
-from tests.support.fake_llm import FakeChatServer, Script
+from tests.browser.conftest import sign_in, words
+from tests.support.fake_llm import Call, FakeChatServer, Script
 
 MARKDOWN_REPLY = [
     "Here is a **plan** for Lisbon:\n\n",
@@ -48,3 +48,133 @@ async def test_send_and_watch_the_reply_grow(
     sessions = (await api(user).get("/api/sessions/")).json()
     thread = (await api(user).get(f"/api/sessions/{sessions[0]['id']}/thread")).json()
     assert [m["content"] for m in thread] == ["Hello\nthere", "".join(f"word{i} " for i in range(40))]
+
+
+async def test_stop_keeps_the_partial_text(
+    page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    llm.scripts.append(Script(chunks=words(200), delay_s=0.05))
+    await sign_in(page, user)
+    await page.get_by_label("Message", exact=True).fill("Tell me everything")
+    await page.get_by_role("button", name="Send").click()
+    reply = page.locator("li.message.role-assistant").last
+    await expect(reply.locator(".body")).to_contain_text("w10")
+    await page.get_by_role("button", name="Stop").click()
+
+    await expect(reply).to_have_attribute("data-status", "cancelled")
+    await expect(reply.locator(".status")).to_have_text("stopped")
+    await expect(page.get_by_role("button", name="Send")).to_be_visible()
+    stored = (await api(user).get(f"/api/messages/{await reply.get_attribute('data-id')}")).json()
+    assert stored["status"] == "cancelled"
+    assert "w10" in stored["content"]
+    assert "w199" not in stored["content"]
+    assert (await reply.locator(".body").inner_text()).strip() == stored["content"].strip()
+
+
+async def test_regenerate_edit_and_switch_branches(
+    page: Page, user: str, llm: FakeChatServer
+) -> None:
+    for text in ("First answer", "Second answer", "Third answer"):
+        llm.scripts.append(Script(chunks=[text]))
+    await sign_in(page, user)
+    await page.get_by_label("Message", exact=True).fill("Question")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    assistant = page.locator("li.message.role-assistant").last
+    await expect(assistant.locator(".body")).to_have_text("First answer")
+    await expect(assistant).to_have_attribute("data-status", "completed")
+
+    await assistant.get_by_role("button", name="Regenerate").click()
+    await expect(assistant.locator(".body")).to_have_text("Second answer")
+    await expect(assistant.locator(".branch-position")).to_have_text("2 / 2")
+    await assistant.get_by_role("button", name="Previous version").click()
+    await expect(assistant.locator(".body")).to_have_text("First answer")
+    await expect(assistant.locator(".branch-position")).to_have_text("1 / 2")
+    await assistant.get_by_role("button", name="Next version").click()
+    await expect(assistant.locator(".body")).to_have_text("Second answer")
+
+    question = page.locator("li.message.role-user").first
+    await question.get_by_role("button", name="Edit").click()
+    editor = page.get_by_label("Edit message")
+    await editor.fill("Edited question")
+    await page.get_by_role("button", name="Save and send").click()
+    await expect(page.locator("li.message.role-user .body")).to_have_text(["Edited question"])
+    await expect(assistant.locator(".body")).to_have_text("Third answer")
+    await expect(page.locator("li.message.role-user .branch-position")).to_have_text("2 / 2")
+
+    # Back to the original question: its branch shows its newest answer.
+    await page.locator("li.message.role-user").get_by_role("button", name="Previous version").click()
+    await expect(page.locator("li.message.role-user .body")).to_have_text(["Question"])
+    await expect(assistant.locator(".body")).to_have_text("Second answer")
+    await expect(assistant.locator(".branch-position")).to_have_text("2 / 2")
+    # The choice is stored: a reload shows the same branch.
+    await page.reload()
+    await expect(page.locator("li.message .body")).to_have_text(["Question", "Second answer"])
+
+
+async def test_a_refused_reply_is_explained_and_can_be_retried(
+    page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    client = api(user)
+    session = (await client.post("/api/sessions/", json={"title": "Busy"})).json()
+    await sign_in(page, user)
+    await page.locator("#sessions .open", has_text="Busy").click()
+    await expect(page.locator("#chat-title")).to_have_text("Busy")
+
+    # Another tab starts a slow reply in the same chat; this one then tries to send.
+    llm.scripts.append(Script(chunks=words(30), delay_s=0.05))
+    llm.scripts.append(Script(chunks=["Now it is my turn"]))
+    async with client.stream(
+        "POST", f"/api/sessions/{session['id']}/replies", json={"content": "Other tab"}
+    ) as other:
+        assert other.status_code == 200
+        await page.get_by_label("Message", exact=True).fill("Mine")
+        await page.get_by_role("button", name="Send").click()
+        notice = page.locator("#notice")
+        await expect(notice).to_contain_text("Not now:")
+        await expect(notice).to_contain_text("reply")
+        async for _ in other.aiter_bytes():
+            pass
+    await notice.get_by_role("button", name="Retry").click()
+    await expect(page.locator("li.message.role-assistant .body").last).to_have_text(
+        "Now it is my turn"
+    )
+    await expect(notice).to_be_hidden()
+
+
+async def test_tool_calls_and_results_are_collapsible(
+    page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    llm.scripts.append(
+        Script(
+            chunks=[],
+            tool_calls=[Call(id="call_1", name="get_weather", arguments='{"city": "Lisbon"}')],
+        )
+    )
+    await sign_in(page, user)
+    await page.get_by_label("Message", exact=True).fill("Weather in Lisbon?")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    call = page.locator("li.message.role-assistant details.tool")
+    await expect(call.locator("summary")).to_have_text("Tool call: get_weather")
+    assert await call.get_attribute("open") is None  # collapsed until asked
+    await expect(call.locator("pre")).to_be_hidden()
+    await call.locator("summary").click()
+    await expect(call.locator("pre")).to_contain_text('"city": "Lisbon"')
+
+    session_id = int((await page.evaluate("location.hash")).split("=")[1])
+    client = api(user)
+    posted = await client.post(
+        f"/api/messages/?session_id={session_id}",
+        json={"role": "tool", "tool_call_id": "call_1", "content": "18 °C, sunny"},
+    )
+    assert posted.status_code == 201, posted.text
+    await page.reload()
+    result = page.locator("li.message.role-tool details.tool-result")
+    await expect(result.locator("summary")).to_have_text("Tool result (call_1)")
+    await result.locator("summary").click()
+    await expect(result.locator("pre")).to_have_text("18 °C, sunny")
+
+    llm.scripts.append(Script(chunks=["It is sunny in Lisbon."]))
+    await page.get_by_role("button", name="Continue").click()
+    answer = page.locator("li.message.role-assistant").last
+    await expect(answer.locator(".body")).to_have_text("It is sunny in Lisbon.")
+    assert llm.requests[-1].body["messages"][-1]["role"] == "tool"  # the model saw the result

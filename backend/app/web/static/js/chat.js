@@ -68,6 +68,7 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
         el("pre", {}, el("code", {}, message.content)),
       );
     }
+    if (!message.content && message.tool_calls?.length && message.status !== "streaming") return null;
     const node = el("div", { class: "body" });
     node.append(renderMarkdown(message.content || ""));
     if (message.status === "streaming") node.append(el("span", { class: "cursor", "aria-hidden": "true" }));
@@ -104,6 +105,10 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
     if (message.status === "streaming") return bar;
     if (message.role === "user") {
       bar.append(el("button", { type: "button", class: "edit", disabled: busy, onclick: () => startEdit(message) }, "Edit"));
+    }
+    if (message.role === "tool" && message === thread[thread.length - 1]) {
+      // The client ran the tool and posted its result: the model answers it.
+      bar.append(el("button", { type: "button", class: "continue", disabled: busy, onclick: () => runReply({ open: () => send("POST", `/api/sessions/${session.id}/replies`, { body: {} }) }) }, "Continue"));
     }
     if (message.role === "assistant") {
       bar.append(
