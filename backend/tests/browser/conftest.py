@@ -1,8 +1,8 @@
 """The chat page in a real headless Chromium (Debian's `chromium` package, driven by Playwright),
 against real uvicorn servers and the suite's PostgreSQL.
 
-One browser for the whole run, one server (and one local Chat Completions server, the model)
-per module, a fresh browser context per test. Each test leaves a screenshot in
+One browser and one development server (with a local Chat Completions server as its model)
+for this package (stopped before other packages run), a fresh browser context per test. Each test leaves a screenshot in
 `backend/.screenshots/` (git-ignored). Without `/usr/bin/chromium` these tests fail rather than
 skip: `make browser-deps` installs it.
 """
@@ -50,7 +50,7 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def llm() -> AsyncIterator[FakeChatServer]:
     """The model the page's server talks to: scripted per test (`llm.scripts.append(...)`)."""
     server = FakeChatServer()
@@ -83,9 +83,10 @@ def _unscripted_model(llm: FakeChatServer) -> None:
     llm.scripts.clear()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def app_server(migrated_url: str, llm: FakeChatServer) -> AsyncIterator[Server]:
-    """A development server (dev sign-in on) for the module's tests."""
+    """A development server (dev sign-in on), shared by the tests: each signs in as a user of
+    its own, so they never see each other's chats."""
     env = server_env(migrated_url, llm)
     async with uvicorn_server("page", "app.main:create_served_app", env=env, ready_path="/health") as server:
         yield server

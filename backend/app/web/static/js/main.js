@@ -42,6 +42,12 @@ function startApp(saved) {
     sidebarPanel.classList.remove("open");
     toggle.setAttribute("aria-expanded", "false");
   };
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && sidebarPanel.classList.contains("open")) {
+      closeSidebar();
+      toggle.focus();
+    }
+  });
   toggle.addEventListener("click", () => {
     const open = sidebarPanel.classList.toggle("open");
     toggle.setAttribute("aria-expanded", String(open));

@@ -113,7 +113,7 @@ export function createSidebar({ onOpen, onNew, currentId }) {
       el("summary", { "aria-label": `Actions for ${session.title}`, title: "Actions" }, "⋯"),
       el(
         "div",
-        { class: "menu-items" },
+        { class: "menu-items", onclick: (event) => { if (event.target.closest("button")) menu.open = false; } },
         el("button", { type: "button", onclick: () => rename(session, row) }, "Rename"),
         el("button", { type: "button", onclick: () => update(session, { pinned: !session.pinned }) },
           session.pinned ? "Unpin" : "Pin"),
