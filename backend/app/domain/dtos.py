@@ -432,5 +432,5 @@ class DevTokenRequestDTO(_Input):
 
 class DevTokenDTO(_Output):
     access_token: str = Field(description="A bearer token for `Authorization: Bearer ...`.")
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires (`AUTH_TOKEN_TTL_S`).")

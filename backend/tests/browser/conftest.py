@@ -2,7 +2,8 @@
 against real uvicorn servers and the suite's PostgreSQL.
 
 One browser and one development server (with a local Chat Completions server as its model)
-for this package (stopped before other packages run), a fresh browser context per test. Each test leaves a screenshot in
+for this package (stopped before other packages run), a fresh browser context
+per test. Each test leaves a screenshot in
 `backend/.screenshots/` (git-ignored). Without `/usr/bin/chromium` these tests fail rather than
 skip: `make browser-deps` installs it.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 from pydantic import SecretStr
 
 from bench.support.servers import Server, uvicorn_server
@@ -40,7 +41,7 @@ WAIT_MS = 15_000
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not CHROMIUM.exists():  # noqa: ASYNC240 - one stat at start-up
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -88,7 +89,9 @@ async def app_server(migrated_url: str, llm: FakeChatServer) -> AsyncIterator[Se
     """A development server (dev sign-in on), shared by the tests: each signs in as a user of
     its own, so they never see each other's chats."""
     env = server_env(migrated_url, llm)
-    async with uvicorn_server("page", "app.main:create_served_app", env=env, ready_path="/health") as server:
+    async with uvicorn_server(
+        "page", "app.main:create_served_app", env=env, ready_path="/health"
+    ) as server:
         yield server
 
 
@@ -121,7 +124,8 @@ async def context(
 ) -> AsyncIterator[BrowserContext]:
     """A fresh browser profile on the server; a screenshot of its last page is kept, and any
     script error on the page fails the test."""
-    viewport = getattr(request, "param", {"width": 1280, "height": 800})
+    size = getattr(request, "param", {"width": 1280, "height": 800})
+    viewport = ViewportSize(width=size["width"], height=size["height"])
     context = await browser.new_context(base_url=app_server.url, viewport=viewport)
     context.set_default_timeout(WAIT_MS)
     errors: list[str] = []

@@ -23,7 +23,7 @@ MARKDOWN_REPLY = [
 async def test_send_and_watch_the_reply_grow(
     page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
 ) -> None:
-    llm.scripts.append(Script(chunks=[f"word{i} " for i in range(40)], delay_s=0.05))
+    llm.scripts.append(Script(chunks=words(40, "word"), delay_s=0.05))
     await sign_in(page, user)
     prompt = page.get_by_label("Message", exact=True)
     await prompt.fill("Hello")
@@ -47,7 +47,7 @@ async def test_send_and_watch_the_reply_grow(
     await expect(page.locator("#sessions .open")).to_have_text(["Hello"])
     sessions = (await api(user).get("/api/sessions/")).json()
     thread = (await api(user).get(f"/api/sessions/{sessions[0]['id']}/thread")).json()
-    assert [m["content"] for m in thread] == ["Hello\nthere", "".join(f"word{i} " for i in range(40))]
+    assert [m["content"] for m in thread] == ["Hello\nthere", "".join(words(40, "word"))]
 
 
 async def test_stop_keeps_the_partial_text(
@@ -102,7 +102,8 @@ async def test_regenerate_edit_and_switch_branches(
     await expect(page.locator("li.message.role-user .branch-position")).to_have_text("2 / 2")
 
     # Back to the original question: its branch shows its newest answer.
-    await page.locator("li.message.role-user").get_by_role("button", name="Previous version").click()
+    question = page.locator("li.message.role-user")
+    await question.get_by_role("button", name="Previous version").click()
     await expect(page.locator("li.message.role-user .body")).to_have_text(["Question"])
     await expect(assistant.locator(".body")).to_have_text("Second answer")
     await expect(assistant.locator(".branch-position")).to_have_text("2 / 2")

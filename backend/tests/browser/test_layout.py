@@ -10,9 +10,11 @@ from tests.browser.conftest import sign_in
 from tests.support.fake_llm import FakeChatServer, Script
 
 FIRST_LOAD_LIMIT = 150 * 1024
+ACTIVE_ELEMENT = "document.activeElement.id || document.activeElement.textContent.trim()"
 
 #: Focusable controls that are visible and have no accessible name.
-UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, textarea, summary, a[href]')]
+UNNAMED_CONTROLS = """() => [
+  ...document.querySelectorAll('button, input, textarea, summary, a[href]')]
   .filter((node) => node.offsetParent !== null)
   .filter((node) => {
     const label = node.getAttribute('aria-label') || node.textContent.trim()
@@ -25,7 +27,8 @@ UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, textar
 @pytest.mark.parametrize("context", [{"width": 375, "height": 740}], indirect=True)
 async def test_375_px_wide(page: Page, user: str, llm: FakeChatServer) -> None:
     long_line = "x" * 200
-    llm.scripts.append(Script(chunks=[f"A long line:\n\n```\n{long_line}\n```\n\nand a {long_line}"]))
+    reply_text = f"A long line:\n\n```\n{long_line}\n```\n\nand a {long_line}"
+    llm.scripts.append(Script(chunks=[reply_text]))
     await sign_in(page, user)
     prompt = page.get_by_label("Message", exact=True)
     await prompt.fill("Show me a wide code block")
@@ -34,10 +37,13 @@ async def test_375_px_wide(page: Page, user: str, llm: FakeChatServer) -> None:
     await expect(reply).to_have_attribute("data-status", "completed")
 
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
-    for control in (prompt, page.get_by_role("button", name="Send"), page.locator("#toggle-sidebar")):
+    send, toggle = page.get_by_role("button", name="Send"), page.locator("#toggle-sidebar")
+    for control in (prompt, send, toggle):
         await expect(control).to_be_visible()
         box = await control.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+        assert box is not None
+        assert box["x"] >= 0, box
+        assert box["x"] + box["width"] <= 375, box
     # The sidebar is a panel behind the "Chats" button.
     await expect(page.get_by_role("button", name="New chat")).to_be_hidden()
     await page.locator("#toggle-sidebar").click()
@@ -68,7 +74,7 @@ async def test_keyboard_only(page: Page, user: str, llm: FakeChatServer) -> None
     reached: list[str] = []
     for _ in range(15):
         await page.keyboard.press("Tab")
-        reached.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+        reached.append(await page.evaluate(ACTIVE_ELEMENT))
         if reached[-1] == "prompt":
             outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline != "none"

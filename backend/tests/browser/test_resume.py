@@ -51,5 +51,6 @@ async def test_reload_mid_stream_resumes_without_gap_or_duplicate(
     assert shown == stored["content"].strip()  # no part missing, none twice
     assert len(resumes) >= 2
     resumed_after = resumes[-1].get("last-event-id", "")
-    assert resumed_after.isdigit() and int(resumed_after) > 0  # resumed, not replayed from 0
+    assert resumed_after.isdigit()
+    assert int(resumed_after) > 0
     await expect(page.locator("#notice")).to_be_hidden()

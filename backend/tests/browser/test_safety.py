@@ -47,7 +47,6 @@ async def test_html_and_javascript_links_are_shown_as_text(
     assert await page.evaluate("window.__xss") is None
     assert dialogs == []
     # Nothing else ran either: the page's own policy forbids inline script.
-    csp = await page.evaluate(
-        "fetch('/').then((r) => r.headers.get('content-security-policy'))"
-    )
-    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    csp = await page.evaluate("fetch('/').then((r) => r.headers.get('content-security-policy'))")
+    assert "default-src 'self'" in csp
+    assert "unsafe-inline" not in csp

@@ -31,7 +31,8 @@ async def test_rename_and_delete_with_confirmation(
     answers: list[bool] = [False, True]  # first "Cancel", then "OK"
 
     async def confirm(dialog: Dialog) -> None:
-        assert dialog.type == "confirm" and "New name" in dialog.message
+        assert dialog.type == "confirm"
+        assert "New name" in dialog.message
         await (dialog.accept() if answers.pop(0) else dialog.dismiss())
 
     page.on("dialog", confirm)
