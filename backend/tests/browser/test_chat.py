@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import sign_in, words
 from tests.support.fake_llm import Call, FakeChatServer, Script
+
+#: `UPDATE_DOCS_SCREENSHOT=1 make test` refreshes the README's picture of the page from this run.
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "chat.png"
 
 MARKDOWN_REPLY = [
     "Here is a **plan** for Lisbon:\n\n",
@@ -48,6 +53,30 @@ async def test_send_and_watch_the_reply_grow(
     sessions = (await api(user).get("/api/sessions/")).json()
     thread = (await api(user).get(f"/api/sessions/{sessions[0]['id']}/thread")).json()
     assert [m["content"] for m in thread] == ["Hello\nthere", "".join(words(40, "word"))]
+
+
+async def test_markdown_replies_are_rendered(
+    page: Page, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient], user: str
+) -> None:
+    client = api(user)
+    await client.post("/api/sessions/", json={"title": "Weekend in Porto"})
+    await client.post("/api/sessions/", json={"title": "Tool calling demo"})
+    llm.scripts.append(Script(chunks=MARKDOWN_REPLY, delay_s=0.02))
+    await sign_in(page, user)
+    await page.get_by_label("Message", exact=True).fill("Plan a day in Lisbon")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    reply = page.locator("li.message.role-assistant").last
+    await expect(reply).to_have_attribute("data-status", "completed")
+    body = reply.locator(".body")
+    await expect(body.locator("strong")).to_have_text("plan")
+    await expect(body.locator("em")).to_have_text("pastelaria")
+    await expect(body.locator("ol > li")).to_have_text(
+        ["Breakfast at a pastelaria", "Tram 28 to the castle"]
+    )
+    await expect(body.locator("pre > code[data-lang=python]")).to_have_text("print('olá')")
+    await expect(page.locator("#sessions .open")).to_have_count(3)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        await page.screenshot(path=DOCS_SCREENSHOT)
 
 
 async def test_stop_keeps_the_partial_text(
