@@ -98,3 +98,15 @@ async def test_first_load_is_small(context: BrowserContext) -> None:
     assert all(request.url.startswith(page.url.rstrip("/")) for request in fetched)  # one origin
     print(f"first load: {len(fetched)} requests, {total} bytes")
     assert total <= FIRST_LOAD_LIMIT, total
+
+
+async def test_light_and_dark_follow_the_system(page: Page, user: str) -> None:
+    await sign_in(page, user)
+    luminance = """() => {
+      const [r, g, b] = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+      return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    }"""
+    await page.emulate_media(color_scheme="light")
+    assert await page.evaluate(luminance) > 0.8
+    await page.emulate_media(color_scheme="dark")
+    assert await page.evaluate(luminance) < 0.2

@@ -54,3 +54,37 @@ async def test_reload_mid_stream_resumes_without_gap_or_duplicate(
     assert resumed_after.isdigit()
     assert int(resumed_after) > 0
     await expect(page.locator("#notice")).to_be_hidden()
+
+
+async def test_a_dropped_stream_is_resumed_where_it_broke(
+    page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    llm.scripts.append(Script(chunks=words(30), delay_s=0.01))
+
+    async def drop_midway(route: Route) -> None:
+        # The reply's connection breaks after a few events (the body simply ends there).
+        response = await route.fetch()
+        events = (await response.body()).split(b"\n\n")
+        await route.fulfill(response=response, body=b"\n\n".join(events[:6]) + b"\n\n")
+
+    resumed: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            resumed.append(request.headers.get("last-event-id", ""))
+            if request.url.endswith("/stream")
+            else None
+        ),
+    )
+    await sign_in(page, user)
+    await page.route("**/api/sessions/*/replies", drop_midway)
+    await page.get_by_label("Message", exact=True).fill("Keep going")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    reply = page.locator("li.message.role-assistant").last
+    await expect(reply).to_have_attribute("data-status", "completed")
+    stored = (await api(user).get(f"/api/messages/{await reply.get_attribute('data-id')}")).json()
+    assert stored["content"] == "".join(words(30))
+    assert (await reply.locator(".body").inner_text()).strip() == stored["content"].strip()
+    assert len(resumed) == 1
+    assert resumed[0].isdigit()
+    assert 0 < int(resumed[0]) < len(stored["content"])  # from where it broke, not the start

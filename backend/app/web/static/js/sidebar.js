@@ -34,6 +34,12 @@ export function snippetParts(hit) {
   return parts;
 }
 
+function hitMeta(hit) {
+  const who = { user: "You", assistant: "Assistant", tool: "Tool", system: "System" }[hit.role] ?? hit.role ?? "";
+  const when = hit.created_at ? new Date(hit.created_at).toLocaleString() : "";
+  return [who, when].filter(Boolean).join(" · ");
+}
+
 export function createSidebar({ onOpen, onNew, currentId }) {
   const list = document.getElementById("sessions");
   const more = document.getElementById("load-more");
@@ -149,7 +155,8 @@ export function createSidebar({ onOpen, onNew, currentId }) {
       return;
     }
     try {
-      const hits = await json("GET", `/api/search?q=${encodeURIComponent(q)}&limit=20`);
+      const answer = await json("GET", `/api/search?q=${encodeURIComponent(q)}&limit=20`);
+      const hits = Array.isArray(answer) ? answer : answer.hits ?? answer.items ?? [];
       if (ticket !== pending) return; // a newer query is on its way
       results.replaceChildren(
         ...(hits.length
@@ -165,6 +172,7 @@ export function createSidebar({ onOpen, onNew, currentId }) {
                     onclick: () => onOpen(hit.session_id, hit.message_id),
                   },
                   el("span", { class: "hit-title" }, hit.session_title ?? hit.title ?? ""),
+                  el("span", { class: "hit-meta" }, hitMeta(hit)),
                   el(
                     "span",
                     { class: "snippet" },
