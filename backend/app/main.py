@@ -9,14 +9,13 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import docs, errors, health, messages, openapi, sessions, users, web
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
-from app.api.middleware import BodySizeLimit
+from app.api.middleware import BodySizeLimit, CrossOrigin
 from app.api.observe import REQUEST_ID_HEADER, ObserveRequests
 from app.core.config_errors import load_settings
 from app.core.database import ConnectParams, create_engine
@@ -157,7 +156,7 @@ def create_app(
     app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
 
     app.add_middleware(
-        CORSMiddleware,
+        CrossOrigin,
         allow_origins=settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
         allow_methods=["*"],
@@ -171,8 +170,11 @@ def create_app(
     docs.install(app)
     web.install(app, settings)
     openapi.install(app)
-    for router in (health, metrics_api, sessions, messages, users, replies_api):
-        app.include_router(router.router)
+    for router in (sessions, messages, replies_api, users, health, metrics_api):
+        # The routes themselves, not `include_router`: each included router is one more layer
+        # that every request is matched through (FastAPI 0.165; 5-10% of a warm request). A
+        # module's router already gave its routes their prefix, tags, responses and class.
+        app.router.routes.extend(router.router.routes)
     if tracing is not None:
         tracing.instrument_app(app)
     return app

@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import problem
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+class CrossOrigin:
+    """Starlette's CORS middleware, for the requests a browser sends cross-origin.
+
+    A request without an `Origin` header (a server, curl, a same-origin GET) gets no CORS
+    headers from it anyway; it only adds `Vary: Origin`. Such requests skip it and get that one
+    header here, without parsing the request's and the response's headers into objects.
+    """
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _header(scope, b"origin") is not None:
+            await self.cors(scope, receive, send)
+            return
+
+        async def vary_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Origin")]
+            await send(message)
+
+        await self.app(scope, receive, vary_origin)
 
 
 class _TooLarge(Exception):
@@ -27,8 +62,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
+        declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit() or int(declared) > self.max_body_bytes:
                 await self._reject(scope, receive, send)
@@ -37,7 +71,7 @@ class BodySizeLimit:
             # wrapper on the response's way out (a reply's stream sends thousands of messages).
             await self.app(scope, receive, send)
             return
-        if b"transfer-encoding" not in headers:  # no body at all
+        if _header(scope, b"transfer-encoding") is None:  # no body at all
             await self.app(scope, receive, send)
             return
 

@@ -14,13 +14,14 @@ through untouched, and its access line is written when it closes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 
-from starlette.datastructures import MutableHeaders
+from prometheus_client.metrics import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
@@ -37,6 +38,16 @@ UNMATCHED = "unmatched"
 PRINCIPAL_STATE = "principal"
 
 
+#: Fresh ids: this process's random prefix and a counter. Unique across processes and restarts
+#: without a system call per request (a uuid4 reads the kernel's entropy every time).
+_PROCESS_PREFIX = secrets.token_hex(8)
+_SEQUENCE = itertools.count(1)
+
+
+def fresh_request_id() -> str:
+    return f"{_PROCESS_PREFIX}{next(_SEQUENCE):016x}"
+
+
 def request_id_from(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -44,7 +55,20 @@ def request_id_from(scope: Scope) -> str:
             if REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return fresh_request_id()
+
+
+def _with_request_id(message: Message, request_id: str) -> bool:
+    """Put the id on a response start (replacing any the route set); true for an event stream."""
+    headers = [
+        (name, value) for name, value in message.get("headers", ()) if name != b"x-request-id"
+    ]
+    headers.append((b"x-request-id", request_id.encode("latin-1")))
+    message["headers"] = headers
+    return any(
+        name == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in headers
+    )
 
 
 def route_template(scope: Scope) -> str:
@@ -56,6 +80,10 @@ class ObserveRequests:
     def __init__(self, app: ASGIApp, *, user_id_of: Callable[[Principal], int | None]) -> None:
         self.app = app
         self._user_id_of = user_id_of
+        # Metric children by label values: a labels() lookup takes a lock and builds a key on
+        # every call. Bounded: routes are templates, and unmatched URLs share one label.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,9 +100,7 @@ class ObserveRequests:
             nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                streaming = headers.get("content-type", "").startswith("text/event-stream")
+                streaming = _with_request_id(message, request_id)
             await send(message)
 
         try:
@@ -88,9 +114,18 @@ class ObserveRequests:
     ) -> None:
         method = scope["method"]
         route = route_template(scope)
-        metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
+        key = (method, route, metrics.status_class(status))
+        counted = self._counted.get(key)
+        if counted is None:
+            counted = self._counted[key] = metrics.HTTP_REQUESTS.labels(*key)
+        counted.inc()
         if not streaming:
-            metrics.HTTP_LATENCY.labels(method, route).observe(seconds)
+            timed = self._timed.get(key[:2])
+            if timed is None:
+                timed = self._timed[key[:2]] = metrics.HTTP_LATENCY.labels(method, route)
+            timed.observe(seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
         principal = state.get(PRINCIPAL_STATE)
         user_id = self._user_id_of(principal) if isinstance(principal, Principal) else None
         duration_ms = round(seconds * 1000, 1)

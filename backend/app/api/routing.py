@@ -1,7 +1,8 @@
 """The route class every router uses: two checks every request gets before its dependencies.
 
 - Unknown query parameters are refused (422), as unknown body fields are: a typo such as
-  `?limt=5` must not be silently ignored.
+  `?limt=5` must not be silently ignored. So is a single-valued parameter given twice
+  (`?limit=5&limit=50`): which one wins would be an accident of the framework.
 - A body must say it is JSON (`Content-Type: application/json` or `+json`), else 415: a body
   sent as `text/plain` (curl's `-d` without `-H`) would otherwise reach validation as raw bytes
   and be refused with a misleading "Input should be a valid dictionary".
@@ -15,8 +16,9 @@ cost a set lookup per request instead of two dependency resolutions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+import types
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Union, get_args, get_origin
 
 from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
@@ -29,6 +31,49 @@ def _query_names(dependant: Dependant) -> set[str]:
     for sub in dependant.dependencies:
         names |= _query_names(sub)
     return names
+
+
+def _is_list(annotation: Any) -> bool:
+    """`list[str]`, `list[str] | None` and the like: a query parameter that may repeat."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_list(arg) for arg in get_args(annotation))
+    return isinstance(origin, type) and issubclass(origin, Sequence) and origin is not str
+
+
+def _repeatable_names(dependant: Dependant) -> set[str]:
+    names = {
+        param.alias for param in dependant.query_params if _is_list(param.field_info.annotation)
+    }
+    for sub in dependant.dependencies:
+        names |= _repeatable_names(sub)
+    return names
+
+
+def _query_errors(
+    request: Request, declared: frozenset[str], repeatable: frozenset[str]
+) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            if name in declared and name not in repeatable and name not in twice:
+                twice.add(name)
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": ("query", name),
+                        "msg": "Given more than once; send it once",
+                    }
+                )
+            continue
+        seen.add(name)
+        if name not in declared:
+            errors.append(
+                {"type": "extra_forbidden", "loc": ("query", name), "msg": "Unknown parameter"}
+            )
+    return errors
 
 
 def is_json(content_type: str) -> bool:
@@ -55,22 +100,15 @@ class StrictQueryRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         declared = frozenset(_query_names(self.dependant))
+        repeatable = frozenset(_repeatable_names(self.dependant))
         takes_body = self.body_field is not None
         optional_body = self.body_field is not None and not self.body_field.field_info.is_required()
 
         async def strict(request: Request) -> Response:
-            unknown = [name for name in request.query_params if name not in declared]
-            if unknown:
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "extra_forbidden",
-                            "loc": ("query", name),
-                            "msg": "Unknown parameter",
-                        }
-                        for name in unknown
-                    ]
-                )
+            if request.scope["query_string"]:
+                errors = _query_errors(request, declared, repeatable)
+                if errors:
+                    raise RequestValidationError(errors)
             if takes_body:
                 await _require_json(request)
             if optional_body and (await request.body()).strip() == b"null":

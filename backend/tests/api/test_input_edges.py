@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 import httpx
 import pytest
+from fastapi import APIRouter, FastAPI, Query
 
+from app.api.routing import StrictQueryRoute
 from app.core.settings import Settings
 
 Auth = Callable[[str], dict[str, str]]
@@ -115,6 +118,46 @@ async def test_unknown_query_parameters_are_422(
     response = await client.get(path, headers=auth("alice"))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["type"] == "extra_forbidden"
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/sessions/?limit=5&limit=50", "limit"),
+        ("/api/messages/?session_id=1&session_id=2", "session_id"),
+        ("/api/sessions/?skip=1&limit=2&skip=0", "skip"),
+    ],
+)
+async def test_a_single_valued_query_parameter_given_twice_is_422(
+    client: httpx.AsyncClient, auth: Auth, path: str, name: str
+) -> None:
+    response = await client.get(path, headers=auth("alice"))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"loc": ["query", name], "msg": "Given more than once; send it once", "type": "value_error"}
+    ]
+
+
+async def test_an_unknown_parameter_given_twice_is_named_once(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    response = await client.get("/api/sessions/?x=1&x=2", headers=auth("alice"))
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["errors"]] == [["query", "x"]]
+
+
+async def test_a_list_valued_query_parameter_may_repeat() -> None:
+    app = FastAPI()
+    router = APIRouter(route_class=StrictQueryRoute)
+
+    @router.get("/tags")
+    async def tags(tag: Annotated[list[str] | None, Query()] = None, n: int = 0) -> list[str]:
+        return [*(tag or []), str(n)]
+
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        assert (await c.get("/tags?tag=a&tag=b&n=1")).json() == ["a", "b", "1"]
+        assert (await c.get("/tags?tag=a&n=1&n=2")).status_code == 422
 
 
 @pytest.mark.parametrize("title", [" \u3000\x1c", "\x85\t", "a\x00b"])
