@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from playwright.async_api import Page, expect
+import pytest
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import sign_in, words
 from tests.support.fake_llm import Call, FakeChatServer, Script
@@ -169,6 +170,43 @@ async def test_a_refused_reply_is_explained_and_can_be_retried(
         "Now it is my turn"
     )
     await expect(notice).to_be_hidden()
+
+
+@pytest.mark.parametrize(
+    ("status", "words_shown"),
+    [
+        (429, "Too many requests. Try again in 7 s."),
+        (503, "The service is unavailable right now. Try again in 7 s."),
+    ],
+)
+async def test_busy_answers_are_said_in_words(
+    page: Page, user: str, llm: FakeChatServer, status: int, words_shown: str
+) -> None:
+    refused: list[str] = []
+
+    async def refuse_once(route: Route) -> None:
+        if refused:
+            await route.continue_()
+            return
+        refused.append(route.request.url)
+        await route.fulfill(
+            status=status,
+            headers={"Retry-After": "7", "Content-Type": "application/problem+json"},
+            body=f'{{"status": {status}, "title": "Busy", "detail": "busy"}}',
+        )
+
+    llm.scripts.append(Script(chunks=["Made it."]))
+    await sign_in(page, user)
+    await page.route("**/api/sessions/*/replies", refuse_once)
+    await page.get_by_label("Message", exact=True).fill("Are you there?")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text(words_shown)
+    await expect(page.get_by_label("Message", exact=True)).to_have_value("Are you there?")
+    await notice.get_by_role("button", name="Retry").click()
+    await expect(page.locator("li.message.role-assistant .body")).to_have_text("Made it.")
+    await expect(page.get_by_label("Message", exact=True)).to_have_value("")
+    assert len(refused) == 1
 
 
 async def test_tool_calls_and_results_are_collapsible(

@@ -48,9 +48,7 @@ def _load_schema() -> BaseSchema:
     in the environment of the app that answers (`test`): a development app would also list
     `POST /auth/dev-token`, which only development servers have."""
     app = create_app(
-        Settings(
-            _env_file=None, environment="test", database_url="postgresql://unused@127.0.0.1/x"
-        )
+        Settings(_env_file=None, environment="test", database_url="postgresql://unused@127.0.0.1/x")
     )
     loaded = schemathesis.openapi.from_dict(app.openapi())
     loaded.app = APP

@@ -151,6 +151,9 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
   }
 
   function render() {
+    cancelAnimationFrame(frame);
+    frame = null;
+    stale.clear();
     const stick = nearBottom();
     title.textContent = session ? session.title : "New chat";
     list.replaceChildren(...thread.map(item));
@@ -160,16 +163,22 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
     if (stick) list.scrollTop = list.scrollHeight;
   }
 
-  // Re-renders one message in place (a delta arrived).
+  // Re-renders messages in place (deltas arrived), at most once a frame. A full render()
+  // drops what is pending: it drew the newest state already.
   let frame = null;
+  const stale = new Set();
   function repaint(message) {
+    stale.add(message.id);
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = null;
-      const node = list.querySelector(`li[data-id="${message.id}"]`);
       const stick = nearBottom();
-      if (node) node.replaceWith(item(message));
-      else render();
+      for (const id of stale) {
+        const node = list.querySelector(`li[data-id="${id}"]`);
+        const current = byId(id);
+        if (node && current) node.replaceWith(item(current));
+      }
+      stale.clear();
       if (stick) list.scrollTop = list.scrollHeight;
     });
   }
@@ -223,8 +232,10 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
   // ---- replies -----------------------------------------------------------------------------
 
   // Runs one reply stream. `cutAt`: the index the new messages replace from (edit, regenerate).
-  async function runReply(options, cutAt = null) {
+  // Answers whether the reply began (a refusal, say a 409, leaves the page as it was).
+  async function runReply(options, cutAt = null, retry = () => runReply(options, cutAt)) {
     setBusy(true);
+    let began = false;
     let cut = cutAt === null;
     const place = (message) => {
       if (!cut) {
@@ -238,6 +249,7 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
       await followReply({
         ...options,
         onEvent(name, data) {
+          began = true;
           clearNotice();
           if (name === "user") {
             place({ ...data, sibling_ids: [data.id] });
@@ -268,7 +280,7 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
         },
       });
     } catch (error) {
-      report(error, () => runReply(options, cutAt));
+      report(error, retry);
     } finally {
       streamingId = null;
       setBusy(false);
@@ -281,6 +293,7 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
         onSessionsChanged();
       }
     }
+    return began;
   }
 
   function resume(message) {
@@ -308,9 +321,12 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
     if (!(await ensureSession(text))) return;
     prompt.value = "";
     const sessionId = session.id;
-    await runReply({
-      open: () => send("POST", `/api/sessions/${sessionId}/replies`, { body: { content: text } }),
-    });
+    const began = await runReply(
+      { open: () => send("POST", `/api/sessions/${sessionId}/replies`, { body: { content: text } }) },
+      null,
+      () => submit(text),
+    );
+    if (!began && !prompt.value) prompt.value = text; // refused: nothing typed is lost
   }
 
   async function stop() {
