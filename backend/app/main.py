@@ -72,6 +72,7 @@ def create_app(
     limits = Limits(
         max_sessions_per_user=settings.max_sessions_per_user,
         max_messages_per_session=settings.max_messages_per_session,
+        max_import_messages=settings.import_max_messages,
     )
     known_users = KnownUsers()
     provider = build_provider(settings)
@@ -163,7 +164,11 @@ def create_app(
         allow_headers=["*"],
         expose_headers=["Link", "Retry-After", REQUEST_ID_HEADER],
     )
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.max_body_bytes,
+        per_path={sessions.IMPORT_PATH: settings.import_max_bytes},
+    )
     # Outermost: every answer, the 413 and CORS preflights included, has its request id.
     app.add_middleware(ObserveRequests, user_id_of=known_users.get)
     errors.install(app, forget_user=known_users.forget)

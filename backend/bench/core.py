@@ -75,6 +75,7 @@ MESSAGE_FIELDS = (
     "tool_call_id",
     "finish_reason",
     "model",
+    "feedback",
 )
 
 SESSIONS_PATH = f"/api/sessions/?limit={SESSIONS_LIMIT}"

@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.routing import LITERAL_SEGMENTS
 from app.core.logging import request_id_var
 from app.core.security import InvalidToken
 from app.domain.errors import (
@@ -22,6 +23,7 @@ from app.domain.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    TooLarge,
     Unavailable,
 )
 from app.persistence.errors import INFRASTRUCTURE_ERRORS, is_unavailable
@@ -35,6 +37,7 @@ _STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
+    TooLarge: 413,
     Unavailable: 503,
 }
 
@@ -128,7 +131,10 @@ def _allowed_methods(request: Request) -> str:
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path) and route.methods:
+        found = regex.match(path) if regex is not None else None
+        # As routing has it: a path parameter never stands for a literal segment.
+        literal = found is not None and LITERAL_SEGMENTS.intersection(found.groupdict().values())
+        if found and route.methods and not literal:
             methods |= route.methods
     return ", ".join(sorted(methods))
 

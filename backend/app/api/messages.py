@@ -1,4 +1,4 @@
-"""`/api/messages`: messages of the caller's sessions."""
+"""`/api/messages`: messages of the caller's sessions, and feedback on replies."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from app.api.dependencies.pagination import Digits, MessagePage, ResourceId, nex
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.api.routing import StrictQueryRoute
-from app.domain.dtos import MessageCreateDTO, MessageDTO
+from app.domain.dtos import FeedbackDTO, FeedbackInDTO, MessageCreateDTO, MessageDTO
 from app.domain.pagination import BIGINT_MAX
+from app.domain.services.feedback import FeedbackService
 from app.domain.services.messages import MessageService
 
 router = APIRouter(
@@ -83,3 +84,30 @@ async def list_messages(
 @router.get("/{message_id}", responses=problem_responses(404), summary="Get a message")
 async def get_message(message_id: ResourceId, caller: CallerDep) -> MessageDTO:
     return await MessageService(caller.uow).get(caller.user_id, message_id)
+
+
+@router.put(
+    "/{message_id}/feedback",
+    responses=problem_responses(400, 404, 413, 415),
+    summary="Rate an assistant message",
+)
+async def put_feedback(
+    message_id: ResourceId, body: FeedbackInDTO, caller: CallerDep
+) -> FeedbackDTO:
+    """Thumbs `up` or `down` on an assistant message of the caller's, with an optional
+    `comment` (at most 2,000 characters), replacing any earlier feedback; answers it with its
+    time. The message shows it as `feedback` wherever it appears. 422 on any other role."""
+    return await FeedbackService(caller.uow).give(caller.user_id, message_id, body)
+
+
+@router.delete(
+    "/{message_id}/feedback",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+    summary="Remove the feedback on an assistant message",
+)
+async def delete_feedback(message_id: ResourceId, caller: CallerDep) -> Response:
+    """The message's `feedback` becomes null. Idempotent: 204 also when it had none (422 on a
+    message of another role, which never has any)."""
+    await FeedbackService(caller.uow).remove(caller.user_id, message_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -54,18 +55,23 @@ class BodySizeLimit:
     `max_body_size` answers in text/plain, hence this.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        #: Paths with a limit of their own (an import carries a whole conversation).
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.max_body_bytes)
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_body_bytes:
-                await self._reject(scope, receive, send)
+            if not declared.isdigit() or int(declared) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             # The server holds the body to its declared length: nothing to count, and no
             # wrapper on the response's way out (a reply's stream sends thousands of messages).
@@ -83,7 +89,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     too_large = True
                     raise _TooLarge
             return message
@@ -96,20 +102,20 @@ class BodySizeLimit:
                 await send(message)
             elif not rejected:
                 rejected = True
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except _TooLarge:
             if not rejected:
                 rejected = True
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem(
             413,
             "Content too large",
-            f"request body exceeds the limit of {self.max_body_bytes} bytes",
+            f"request body exceeds the limit of {limit} bytes",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

@@ -9,6 +9,10 @@
 - Where the body is optional (a fork, a regeneration), it is an object or nothing: FastAPI
   would read a JSON `null` as "no body", which the schema does not say (422).
 
+- A path parameter never stands for a word that is a route of its own at that place
+  (`/api/sessions/import`): `GET /api/sessions/import` is then the import's path with a verb it
+  does not take (405 with `Allow: POST`), not a session whose id is malformed (422).
+
 A route class (FastAPI's extension point for per-route request handling) rather than global
 dependencies: what a route reads is worked out once, when the route is built, and the checks
 cost a set lookup per request instead of two dependency resolutions.
@@ -24,6 +28,11 @@ from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
+
+#: Literal path segments of routes that sit where other routes take an id.
+LITERAL_SEGMENTS = frozenset({"import"})
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -97,6 +106,14 @@ async def _require_json(request: Request) -> None:
 
 
 class StrictQueryRoute(APIRoute):
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE and LITERAL_SEGMENTS.intersection(
+            child.get("path_params", {}).values()
+        ):
+            return Match.NONE, {}
+        return match, child
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         declared = frozenset(_query_names(self.dependant))

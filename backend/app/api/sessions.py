@@ -12,16 +12,20 @@ from app.api.dependencies.pagination import ResourceId, SessionPage, before_link
 from app.api.errors import problem_responses
 from app.api.idempotency import IdempotencyDep
 from app.api.routing import StrictQueryRoute
+from app.domain import rules
 from app.domain.dtos import (
     ForkCreateDTO,
     SessionCreateDTO,
     SessionDTO,
+    SessionExportDTO,
+    SessionImportDTO,
     SessionUpdateDTO,
     ThreadMessageDTO,
 )
 from app.domain.pagination import BIGINT_MAX
 from app.domain.services.branches import BranchService
 from app.domain.services.sessions import SessionService
+from app.domain.services.transfer import TransferService
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -32,6 +36,8 @@ router = APIRouter(
 
 #: A thread page: a branch may hold every message of a session.
 THREAD_MAX_LIMIT = 1000
+#: The import's path: its body limit is IMPORT_MAX_BYTES, not MAX_BODY_BYTES.
+IMPORT_PATH = "/api/sessions/import"
 
 
 @router.post(
@@ -44,15 +50,30 @@ THREAD_MAX_LIMIT = 1000
 async def create_session(
     body: SessionCreateDTO, idempotency: IdempotencyDep
 ) -> SessionDTO | Response:
-    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters).
+    """Start a new chat session owned by the caller. The title is trimmed (1..500 characters);
+    `metadata` (optional) labels it, to filter the list by.
 
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
     caller = idempotency.caller
     return await idempotency.run(
-        lambda uow: SessionService(uow, caller.services.limits).create(caller.user_id, body.title)
+        lambda uow: SessionService(uow, caller.services.limits).create(
+            caller.user_id, body.title, body.metadata
+        )
     )
+
+
+MetadataFilter = Annotated[
+    list[str],
+    Query(
+        max_length=rules.METADATA_MAX_KEYS,
+        description="`key:value`: only sessions whose metadata has this key with this value "
+        "(the value is everything after the first `:`). Repeat it (up to 16 times): every "
+        "pair must match.",
+        json_schema_extra={"items": {"type": "string", "pattern": rules.METADATA_FILTER_PATTERN}},
+    ),
+]
 
 
 @router.get("/", summary="List sessions")
@@ -61,13 +82,25 @@ async def list_sessions(
     response: Response,
     page: SessionPage,
     caller: CallerDep,
+    metadata: MetadataFilter = [],  # noqa: B006 (FastAPI copies defaults)
+    archived: Annotated[
+        bool,
+        Query(description="`true`: list the archived sessions (only them) instead of the others."),
+    ] = False,
 ) -> list[SessionDTO]:
-    """The caller's sessions, most recently active first (`updated_at`, then `id`, descending).
+    """The caller's sessions: pinned ones first, then the most recently active (`pinned`,
+    `updated_at`, then `id`, descending). Archived sessions are left out, unless
+    `archived=true`, which lists only them. `metadata=key:value` (repeatable) keeps the
+    sessions whose metadata holds every pair.
 
     `limit` defaults to 50 (max 100). When the page is full, a `Link: <...>; rel="next"` header
-    carries the cursor for the next page; `skip` is still accepted.
+    carries the cursor for the next page (filters included); `skip` is still accepted. Pinning,
+    unpinning or new activity moves a session in this order: a client paging meanwhile does not
+    see it again, or sees it once more, at its new place.
     """
-    result = await SessionService(caller.uow).list(caller.user_id, page)
+    result = await SessionService(caller.uow).list(
+        caller.user_id, page, archived=archived, metadata=metadata
+    )
     response.headers.update(next_link(request, result.next_cursor, page.limit))
     return result.items
 
@@ -81,17 +114,27 @@ async def get_session(session_id: ResourceId, caller: CallerDep) -> SessionDTO:
 @router.patch(
     "/{session_id}",
     responses=problem_responses(400, 404, 413, 415),
-    summary="Rename a session, or switch its branch",
+    summary="Change a session: title, branch, metadata, archive, pin",
 )
 async def update_session(
     session_id: ResourceId, body: SessionUpdateDTO, caller: CallerDep
 ) -> SessionDTO:
-    """Change the title, and/or switch branch: `current_message_id` (any message of the
-    session; 422 otherwise) becomes the current message, so the thread shows the branch
-    through it and new messages go under it. At least one field. Counts as activity: the
-    session moves to the top of the list."""
+    """Change any of the fields, or several, in one statement (at least one field):
+
+    - `title`; `current_message_id` switches branch (any message of the session; 422
+      otherwise): the thread shows the branch through it and new messages go under it. Either
+      counts as activity: the session moves to the top of its part of the list.
+    - `metadata` replaces the metadata as a whole (`{}` clears it); `archived` hides the session
+      from the list (or brings it back); `pinned` lists it first. None of these is activity.
+    """
     return await SessionService(caller.uow).update(
-        caller.user_id, session_id, title=body.title, current_message_id=body.current_message_id
+        caller.user_id,
+        session_id,
+        title=body.title,
+        current_message_id=body.current_message_id,
+        metadata=body.metadata,
+        archived=body.archived,
+        pinned=body.pinned,
     )
 
 
@@ -167,5 +210,48 @@ async def fork_session(
     return await idempotency.run(
         lambda uow: BranchService(uow, caller.services.limits).fork(
             caller.user_id, session_id, message_id=fork.message_id, title=fork.title
+        )
+    )
+
+
+@router.get(
+    "/{session_id}/export",
+    responses=problem_responses(404),
+    summary="Export a session",
+)
+async def export_session(session_id: ResourceId, caller: CallerDep) -> SessionExportDTO:
+    """The session as one JSON document (`format` `agent-stack.session`, `version` 1): its
+    title, metadata, flags and times, and every message of every branch (parents before
+    children) with its `parent_id`, tool data, token counts, model and feedback. One statement.
+    `POST /api/sessions/import` takes it back."""
+    return await TransferService(caller.uow).export_session(caller.user_id, session_id)
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionDTO,
+    responses=problem_responses(400, 409, 413, 415),
+    summary="Import a session",
+)
+async def import_session(
+    body: SessionImportDTO, idempotency: IdempotencyDep
+) -> SessionDTO | Response:
+    """Create a new session of the caller from an exported document, or from an OpenAI-style
+    `{"messages": [...]}` list (roles, `content`, `tool_calls`, `tool_call_id`: one branch, each
+    message answering the previous; titled after the first user message). New ids, the same
+    tree: parents and the current message are mapped to the new ids; times, token counts,
+    models and feedback are kept (missing times are the import's).
+
+    All or nothing, in one transaction. A bad item is a 422 naming its position
+    (`messages[3].tool_call_id`): a parent that is not in the document, a cycle, a tool result
+    whose call is not above it on its branch. More than `IMPORT_MAX_MESSAGES` messages (or
+    `MAX_MESSAGES_PER_SESSION`), or a body over `IMPORT_MAX_BYTES`, is a 413. Counts against
+    `MAX_SESSIONS_PER_USER` (409 beyond). `Idempotency-Key` makes retries safe.
+    """
+    caller = idempotency.caller
+    return await idempotency.run(
+        lambda uow: TransferService(uow, caller.services.limits).import_session(
+            caller.user_id, body
         )
     )

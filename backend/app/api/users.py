@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from fastapi.responses import StreamingResponse
 
 from app.api.dependencies.auth import CallerDep
 from app.api.errors import problem_responses
 from app.api.routing import StrictQueryRoute
 from app.domain.dtos import UserDTO
+from app.domain.services.transfer import TransferService
 from app.domain.services.users import UserService
+
+NDJSON = "application/x-ndjson"
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -34,3 +38,24 @@ async def delete_me(caller: CallerDep) -> Response:
     request with a valid token starts a new, empty account."""
     await UserService(caller.uow, caller.services.known_users).erase(caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/me/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One exported session per line (`GET /api/sessions/{id}/export`'s "
+            "document), by session id.",
+            "content": {NDJSON: {"schema": {"$ref": "#/components/schemas/SessionExportDTO"}}},
+        }
+    },
+    summary="Export all my sessions",
+)
+async def export_me(caller: CallerDep) -> StreamingResponse:
+    """Every session of the caller as NDJSON (`application/x-ndjson`), streamed: sessions are
+    read in small batches by id, each batch one short statement whose connection is returned
+    before its lines are sent, so memory and connections stay constant however many sessions
+    there are. Sessions created or deleted during the export may or may not appear."""
+    lines = TransferService(caller.uow).export_all(caller.user_id)
+    return StreamingResponse(lines, media_type=NDJSON)

@@ -131,6 +131,19 @@ class Settings(BaseSettings):
 
     max_sessions_per_user: int = Field(default=10_000, ge=1)
     max_messages_per_session: int = Field(default=10_000, ge=1)
+    import_max_messages: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most messages `POST /api/sessions/import` takes (413 beyond); never more "
+        "than MAX_MESSAGES_PER_SESSION.",
+    )
+    import_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest body `POST /api/sessions/import` takes (413 beyond); other routes "
+        "keep MAX_BODY_BYTES.",
+    )
     llm_provider: Literal["simulated", "openai"] = Field(
         default="simulated",
         description="`openai`: any OpenAI-compatible Chat Completions server; `simulated`: a "

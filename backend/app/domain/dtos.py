@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,6 +14,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -48,6 +51,39 @@ Content = Annotated[
     AfterValidator(rules.validate_content),
 ]
 
+
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    # Pydantic states the key pattern as `patternProperties`, which leaves keys outside it
+    # unconstrained; say it as `propertyNames`, every value a string.
+    pattern_properties = schema.pop("patternProperties", {})
+    names = schema.setdefault("propertyNames", {})
+    for pattern, values in pattern_properties.items():
+        names["pattern"] = pattern
+        schema["additionalProperties"] = values
+
+
+Metadata = Annotated[
+    dict[
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=rules.METADATA_KEY_MAX_CHARS,
+                pattern=rules.METADATA_KEY_PATTERN,
+            ),
+        ],
+        Annotated[
+            str, Field(max_length=rules.METADATA_VALUE_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+        ],
+    ],
+    Field(
+        max_length=rules.METADATA_MAX_KEYS,
+        description="Your own labels, to filter the list by: at most 16 keys of 1..64 "
+        "characters (no `:`) to string values of at most 512 characters. No NUL.",
+        examples=[{"project": "lisbon", "channel": "web"}],
+        json_schema_extra=_metadata_schema,
+    ),
+]
 
 MessageId = Annotated[int, Field(ge=1, le=rules.JSON_ID_MAX, description="A message id.")]
 ToolCallId = Annotated[
@@ -112,10 +148,11 @@ class _Input(BaseModel):
 
 class SessionCreateDTO(_Input):
     title: Title
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class SessionUpdateDTO(_Input):
-    """Rename, switch branch, or both; at least one field."""
+    """Any of the fields, or several; at least one."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
@@ -125,11 +162,24 @@ class SessionUpdateDTO(_Input):
         description="Switch branch: any message of this session becomes the current one (the "
         "last message of the active branch, under which new messages go).",
     )
+    metadata: Annotated[Metadata | None, *NotNull] = Field(
+        default=None, description="Replaces the metadata as a whole; `{}` clears it."
+    )
+    archived: Annotated[StrictBool | None, *NotNull] = Field(
+        default=None,
+        description="Archived sessions leave the list (`GET /api/sessions/?archived=true` "
+        "lists them); everything else about them works as before.",
+    )
+    pinned: Annotated[StrictBool | None, *NotNull] = Field(
+        default=None, description="Pinned sessions come first in the list."
+    )
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> SessionUpdateDTO:
         if not self.model_fields_set:
-            raise ValueError("give a title, a current_message_id, or both")
+            raise ValueError(
+                "give at least one of title, current_message_id, metadata, archived, pinned"
+            )
         return self
 
 
@@ -336,12 +386,18 @@ class SessionDTO(_Output):
     message_count: int = Field(description="Exact number of messages in the session.")
     created_at: datetime
     updated_at: datetime = Field(
-        description="Last activity: creation, rename, branch switch or newest message."
+        description="Last activity: creation, rename, branch switch or newest message "
+        "(metadata, archiving and pinning are not activity)."
     )
     current_message_id: int | None = Field(
         default=None,
         description="The last message of the active branch (null while the session is empty).",
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The client's labels (`{}` when none)."
+    )
+    archived: bool = Field(default=False, description="Hidden from the list unless asked for.")
+    pinned: bool = Field(default=False, description="Listed before the unpinned sessions.")
 
 
 class FunctionCall(_Output):
@@ -353,6 +409,32 @@ class ToolCall(_Output):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+
+
+Rating = Literal["up", "down"]
+FeedbackComment = Annotated[
+    str,
+    Field(
+        max_length=rules.FEEDBACK_COMMENT_MAX_CHARS,
+        pattern=rules.NO_NUL_PATTERN,
+        description="Why, in the user's words: at most 2,000 characters, no NUL.",
+    ),
+]
+
+
+class FeedbackInDTO(_Input):
+    rating: Rating = Field(description="Thumbs `up` or `down`.")
+    comment: Annotated[FeedbackComment | None, *NotNull] = None
+
+
+class FeedbackDTO(_Output):
+    rating: Rating
+    comment: str | None = None
+    created_at: datetime = Field(description="When this feedback was given (or last replaced).")
+
+
+#: The message row's feedback columns, folded into `MessageDTO.feedback`.
+FEEDBACK_COLUMNS = ("feedback_rating", "feedback_comment", "feedback_at")
 
 
 class MessageDTO(_Output):
@@ -391,6 +473,22 @@ class MessageDTO(_Output):
         description="The model that wrote a reply: the name the provider reported, else "
         "`LLM_MODEL` (`simulated` for the simulated model).",
     )
+    feedback: FeedbackDTO | None = Field(
+        default=None,
+        description="The user's rating of an assistant message, with its time; null when none.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_feedback(cls, data: Any) -> Any:
+        """Rows carry feedback as three columns; the API shows one object (or null)."""
+        if isinstance(data, dict) and FEEDBACK_COLUMNS[0] in data:
+            data = dict(data)
+            rating, comment, at = (data.pop(column) for column in FEEDBACK_COLUMNS)
+            data["feedback"] = (
+                None if rating is None else {"rating": rating, "comment": comment, "created_at": at}
+            )
+        return data
 
 
 class ThreadMessageDTO(MessageDTO):
@@ -408,6 +506,255 @@ class UserDTO(BaseModel):
     )
     created_at: datetime
     session_count: int = Field(description="How many chat sessions the account owns.")
+
+
+# --- Export and import ----------------------------------------------------------------------
+
+#: What an exported document says it is, and which version of that shape.
+EXPORT_FORMAT: Literal["agent-stack.session"] = "agent-stack.session"
+EXPORT_VERSION: Literal[1] = 1
+
+
+class ExportedSession(_Output):
+    id: int = Field(description="The session's id where it was exported (a new one on import).")
+    title: str
+    metadata: dict[str, str]
+    archived: bool
+    pinned: bool
+    created_at: datetime
+    updated_at: datetime
+    current_message_id: int | None = Field(
+        description="The last message of the active branch: one of `messages` (or null)."
+    )
+
+
+class ExportedMessage(_Output):
+    id: int
+    parent_id: int | None = Field(description="One of `messages` (null for a root).")
+    role: Role
+    content: str
+    status: MessageStatus
+    tokens: int
+    input_tokens: int
+    model: str | None
+    finish_reason: FinishReason | None
+    error: str | None
+    tool_calls: list[ToolCall] | None
+    tool_call_id: str | None
+    created_at: datetime
+    feedback: FeedbackDTO | None
+
+
+class SessionExportDTO(_Output):
+    """A session and its whole tree, as `POST /api/sessions/import` takes it back."""
+
+    format: Literal["agent-stack.session"] = Field(
+        default=EXPORT_FORMAT, description="What this document is."
+    )
+    version: Literal[1] = Field(default=EXPORT_VERSION, description="The shape's version.")
+    session: ExportedSession
+    messages: list[ExportedMessage] = Field(
+        description="Every message of every branch, parents before children (by id)."
+    )
+
+
+def _time_text(value: Any) -> Any:
+    """A time in JSON is an RFC 3339 string (Pydantic alone would also read a number as a Unix
+    time, which the schema's `date-time` does not allow)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or rules.TIME_PREFIX.match(value) is None:
+        raise ValueError("a date-time string, such as 2026-11-27T08:00:00Z")
+    return value
+
+
+ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
+
+
+def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
+    """A field only messages of `role` carry (null counts as absent)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("role", role) != role:
+            raise ValueError(f"only {role} messages carry {info.field_name}")
+        return value
+
+    return check
+
+
+def _unique_calls(calls: list[ToolCallIn] | None) -> list[ToolCallIn] | None:
+    if calls is not None and len({call.id for call in calls}) != len(calls):
+        raise ValueError("each call needs an id of its own")
+    return calls
+
+
+def _imported_content(value: str | None, info: ValidationInfo) -> str | None:
+    """Text is required and not empty, except in a reply that calls tools or was cut short
+    (the same rules as the schema's `allOf`, and the database's check)."""
+    if "role" not in info.data or "status" not in info.data or "tool_calls" not in info.data:
+        return value  # an earlier field is already wrong
+    role, status, calls = info.data["role"], info.data["status"], info.data["tool_calls"]
+    if role == "assistant" and (calls is not None or status != "completed"):
+        return value
+    if value is None:
+        unless = " (unless it calls tools, or was cut short)" if role == "assistant" else ""
+        raise ValueError(f"required in a {role} message{unless}")
+    if value == "":
+        raise ValueError("must not be empty")
+    return value
+
+
+class ImportedFeedback(_Input):
+    rating: Rating
+    comment: FeedbackComment | None = None
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
+
+
+_IMPORTED_MESSAGE_RULES: list[JsonValue] = [
+    {
+        "if": {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array"}}},
+        "then": {"properties": {"role": {"const": "assistant"}}},
+    },
+    {
+        "if": {"required": ["feedback"], "properties": {"feedback": {"type": "object"}}},
+        "then": {"properties": {"role": {"const": "assistant"}}},
+    },
+    {
+        "if": {
+            "required": ["tool_call_id"],
+            "properties": {"tool_call_id": {"type": "string"}},
+        },
+        "then": {"properties": {"role": {"const": "tool"}}},
+    },
+    # Text is required and not empty, except in a reply that calls tools or was cut short.
+    {
+        "if": {
+            "anyOf": [
+                {"properties": {"role": {"not": {"const": "assistant"}}}},
+                {
+                    "properties": {
+                        "status": {"const": "completed"},
+                        "tool_calls": {"type": "null"},
+                    }
+                },
+            ]
+        },
+        "then": {
+            "required": ["content"],
+            "properties": {"content": {"type": "string", "minLength": 1}},
+        },
+    },
+]
+
+
+class ImportedMessage(_Input):
+    """A message of an exported document, or of an OpenAI-style list (`role`, `content`,
+    `tool_calls`, `tool_call_id`; the other fields are optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": _IMPORTED_MESSAGE_RULES})
+
+    id: Annotated[MessageId | None, *NotNull] = Field(
+        default=None,
+        description="Exported documents only: the message's id there (parents refer to it).",
+    )
+    parent_id: MessageId | None = Field(
+        default=None,
+        description="Exported documents only: the id of the message this one answers (null: a "
+        "root). An OpenAI-style list is one branch: each message answers the previous one.",
+    )
+    role: Role
+    status: Literal["completed", "cancelled", "failed"] = Field(
+        default="completed",
+        description="A reply still `streaming` cannot be imported (export it once it ended).",
+    )
+    tool_calls: Annotated[
+        Annotated[list[ToolCallIn], Field(min_length=1, max_length=rules.TOOL_CALLS_MAX)] | None,
+        AfterValidator(_requires_role("assistant")),
+        AfterValidator(_unique_calls),
+    ] = Field(default=None, description="Assistant messages only; call ids unique in it.")
+    tool_call_id: Annotated[ToolCallId | None, AfterValidator(_requires_role("tool"))] = Field(
+        default=None,
+        description="Tool messages only: a call of an assistant message above it on its branch.",
+    )
+    content: Annotated[
+        str | None,
+        Field(max_length=rules.CONTENT_MAX_CHARS, pattern=rules.NO_NUL_PATTERN),
+        AfterValidator(_imported_content),
+    ] = Field(
+        default=None,
+        validate_default=True,
+        description="The text (at most 100,000 characters, no NUL). Required and not empty, "
+        "except in an assistant message that calls tools or was cancelled or failed.",
+    )
+    tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    model: Annotated[
+        str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+    ] = None
+    finish_reason: FinishReason | None = None
+    error: Annotated[
+        str | None, Field(max_length=rules.ERROR_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
+    ] = None
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
+    feedback: Annotated[ImportedFeedback | None, AfterValidator(_requires_role("assistant"))] = None
+
+
+class ImportedSession(_Input):
+    id: Annotated[int | None, Field(ge=1, le=rules.JSON_ID_MAX)] = Field(
+        default=None, description="Its id where it was exported (ignored: a new one is made)."
+    )
+    title: Title
+    metadata: Metadata = Field(default_factory=dict)
+    archived: StrictBool = False
+    pinned: StrictBool = False
+    created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
+    updated_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
+    current_message_id: MessageId | None = Field(
+        default=None, description="One of `messages`; default: none (an empty branch)."
+    )
+
+
+class SessionImportDTO(_Input):
+    """An exported document (`format`, `version`, `session`, `messages` with ids), or an
+    OpenAI-style `{"messages": [...]}` (one branch, in order)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "dependentRequired": {
+                "format": ["version", "session"],
+                "version": ["format"],
+                "session": ["format"],
+            },
+            "if": {"required": ["format"]},
+            "then": {"properties": {"messages": {"items": {"required": ["id"]}}}},
+            "else": {
+                "properties": {
+                    "messages": {
+                        "items": {
+                            "not": {"anyOf": [{"required": ["id"]}, {"required": ["parent_id"]}]}
+                        }
+                    }
+                }
+            },
+        },
+    )
+
+    format: Annotated[Literal["agent-stack.session"] | None, *NotNull] = None
+    version: Annotated[Literal[1] | None, *NotNull] = None
+    session: Annotated[ImportedSession | None, *NotNull] = None
+    messages: list[ImportedMessage] = Field(
+        max_length=rules.IMPORT_MESSAGES_MAX,
+        description="Up to `IMPORT_MAX_MESSAGES` messages (and `MAX_MESSAGES_PER_SESSION`); "
+        "more answer 413.",
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> SessionImportDTO:
+        exported = (self.format, self.version, self.session)
+        if any(part is not None for part in exported) and None in exported:
+            raise ValueError("an exported document has format, version and session, all three")
+        return self
 
 
 class DevTokenRequestDTO(_Input):

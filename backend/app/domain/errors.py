@@ -43,6 +43,12 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class TooLarge(DomainError):
+    """More than a configured limit lets one request carry (an import's messages, say)."""
+
+    title = "Content too large"
+
+
 class InvalidInput(DomainError, ValueError):
     """A rule was broken. Also a `ValueError`, so Pydantic validators can raise it directly.
 

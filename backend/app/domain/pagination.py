@@ -17,6 +17,8 @@ BIGINT_MAX = 9_223_372_036_854_775_807
 #: Every string matching this decodes to a valid cursor, so the OpenAPI schema can say exactly
 #: what is accepted: at most 16 digits of microseconds (years 1653..2286) and 18 of id (< BIGINT).
 CURSOR_PATTERN = r"^-?[0-9]{1,16}_[1-9][0-9]{0,17}$"
+#: The session list's cursors: a leading `p` marks a pinned row (pinned sessions come first).
+SESSION_CURSOR_PATTERN = r"^p?-?[0-9]{1,16}_[1-9][0-9]{0,17}$"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -24,23 +26,26 @@ _MICROSECOND = timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Position after the row with this `(at, id)`; `at` is the list's timestamp sort key.
+    """Position after the row with this `(at, id)`; `at` is the list's timestamp sort key, and
+    `pinned` the session list's first one.
 
-    Encoded as `<microseconds since the epoch>_<id>`: URL-safe, exact, and fully described by
-    `CURSOR_PATTERN`."""
+    Encoded as `[p]<microseconds since the epoch>_<id>`: URL-safe, exact, and fully described
+    by `SESSION_CURSOR_PATTERN` (`CURSOR_PATTERN` for lists without pins)."""
 
     at: datetime
     id: int
+    pinned: bool = False
 
     def encode(self) -> str:
-        return f"{(self.at - _EPOCH) // _MICROSECOND}_{self.id}"
+        return f"{'p' if self.pinned else ''}{(self.at - _EPOCH) // _MICROSECOND}_{self.id}"
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        if re.fullmatch(CURSOR_PATTERN, token) is None:
+        if re.fullmatch(SESSION_CURSOR_PATTERN, token) is None:
             raise InvalidInput("cursor is malformed; use the value from a Link header")
-        micros, row_id = token.split("_")
-        return cls(at=_EPOCH + int(micros) * _MICROSECOND, id=int(row_id))
+        pinned = token.startswith("p")
+        micros, row_id = token.removeprefix("p").split("_")
+        return cls(at=_EPOCH + int(micros) * _MICROSECOND, id=int(row_id), pinned=pinned)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,22 @@ of every query (`user_id` is an argument), so another user's row is simply not f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, ToolCall, UserDTO
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    ToolCall,
+    UserDTO,
+)
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
 
@@ -52,10 +62,54 @@ class UserRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SessionChanges:
+    """What a `PATCH` changes: None leaves a field as it is."""
+
+    title: str | None = None
+    current_message_id: int | None = None
+    metadata: Mapping[str, str] | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+
+    @property
+    def is_activity(self) -> bool:
+        """A rename or a branch switch moves the session up the list; the rest does not."""
+        return self.title is not None or self.current_message_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTree:
+    """A session with every message of every branch, by id (parents before children)."""
+
+    session: SessionDTO
+    messages: Sequence[MessageDTO]
+
+
 class SessionRepository(Protocol):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
         `max_sessions` sessions or no longer exists."""
+        ...
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        """Like `add`, with the imported session's title, metadata, flags and times (None:
+        now). Its messages follow with `MessageRepository.add_tree`."""
+        ...
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        """One statement: the session `session_id` with its messages, or (None) up to `limit`
+        of the caller's sessions with ids above `after`, by id, with theirs."""
         ...
 
     async def session_count(self, user_id: int) -> int | None:
@@ -64,15 +118,25 @@ class SessionRepository(Protocol):
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None: ...
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        """Most recently active first: `(updated_at, id)` descending."""
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        """The archived or the unarchived sessions whose metadata holds every pair of
+        `metadata`: pinned first, then most recently active (`(pinned, updated_at, id)`
+        descending, the cursor's order)."""
         ...
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
-        """Rename and/or switch branch (None: unchanged), counted as activity; None when there
-        is no such session, or `current_message_id` is not one of its messages."""
+        """Apply the changes in one statement (a rename or branch switch counts as activity);
+        None when there is no such session, or `current_message_id` is not one of its
+        messages."""
         ...
 
     async def lock(self, session_id: int, user_id: int) -> bool:
@@ -221,6 +285,21 @@ class MessageRepository(Protocol):
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         """The id of the session's reply that is still streaming, if any."""
+        ...
+
+    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+        """Inside `atomic()`: insert the plan's messages into the new, empty session in one
+        statement (new ids in the plan's order, parents mapped), count them and point the
+        session at the current one."""
+        ...
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        """Replace the feedback on an assistant message of the caller's (None removes it), in
+        one statement. Answers the feedback now stored; the message's role when nothing was
+        stored (it is not an assistant message, or the feedback was removed); None when the
+        caller has no such message."""
         ...
 
 

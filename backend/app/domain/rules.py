@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from app.domain.errors import InvalidInput
@@ -28,6 +29,23 @@ TOOLS_MAX = 128
 TOOLS_MAX_CHARS = 100_000
 TOOL_DESCRIPTION_MAX_CHARS = 8_192
 MODEL_NAME_MAX_CHARS = 200
+#: Session metadata: OpenAI's limits (16 keys of up to 64 characters, values of up to 512). A
+#: key holds no `:`, so every key can be named in a `metadata=key:value` filter.
+METADATA_MAX_KEYS = 16
+METADATA_KEY_MAX_CHARS = 64
+METADATA_VALUE_MAX_CHARS = 512
+METADATA_KEY_PATTERN = r"^[^\x00:]+$"
+#: No NUL anywhere: PostgreSQL's text and JSONB refuse it.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+#: A `metadata` filter of the session list: `key:value`, the value everything after the first `:`.
+METADATA_FILTER_PATTERN = r"^[^\x00:]{1,64}:[^\x00]{0,512}$"
+FEEDBACK_COMMENT_MAX_CHARS = 2_000
+#: How an RFC 3339 date-time starts: a date, then a time.
+TIME_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+#: The most messages an import can hold whatever the settings say (`IMPORT_MAX_MESSAGES` and
+#: `MAX_MESSAGES_PER_SESSION` may lower it): the schema's bound.
+IMPORT_MESSAGES_MAX = 100_000
+ERROR_MAX_CHARS = 10_000
 
 
 #: Python's white space (what `str.strip()` removes), as a regex character class body.
@@ -44,6 +62,49 @@ class Limits:
 
     max_sessions_per_user: int = 10_000
     max_messages_per_session: int = 10_000
+    #: Messages one import may hold (and no more than a session may).
+    max_import_messages: int = 10_000
+
+
+def validate_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """At most 16 keys of 1..64 characters without `:`, to strings of at most 512; no NUL."""
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise InvalidInput(
+            f"metadata: at most {METADATA_MAX_KEYS} keys (got {len(metadata)})",
+            loc=("body", "metadata"),
+        )
+    for key, value in metadata.items():
+        if re.fullmatch(METADATA_KEY_PATTERN, key) is None or len(key) > METADATA_KEY_MAX_CHARS:
+            raise InvalidInput(
+                f"metadata: key {key[:80]!r} must be 1..{METADATA_KEY_MAX_CHARS} characters, "
+                "without ':' or NUL",
+                loc=("body", "metadata"),
+            )
+        if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX_CHARS or "\x00" in value:
+            raise InvalidInput(
+                f"metadata: the value of {key!r} must be a string of at most "
+                f"{METADATA_VALUE_MAX_CHARS} characters, without NUL",
+                loc=("body", "metadata", key),
+            )
+    return dict(metadata)
+
+
+def metadata_filter(pairs: Sequence[str]) -> dict[str, str] | None:
+    """`key:value` pairs, all of which must match: the object a session's metadata must
+    contain. None when two pairs give one key different values (nothing can match both)."""
+    wanted: dict[str, str] = {}
+    for pair in pairs:
+        if re.fullmatch(METADATA_FILTER_PATTERN, pair) is None:
+            raise InvalidInput(
+                f"metadata: {pair[:80]!r} is not a filter; write key:value (the value is "
+                f"everything after the first ':'; a key of 1..{METADATA_KEY_MAX_CHARS} "
+                f"characters, a value of at most {METADATA_VALUE_MAX_CHARS}, no NUL)",
+                loc=("query", "metadata"),
+            )
+        key, _, value = pair.partition(":")
+        if wanted.setdefault(key, value) != value:
+            return None
+    return wanted
 
 
 def _reject_nul(value: str, field: str) -> None:

@@ -72,7 +72,26 @@ class ChatSession(Base):
     __table_args__ = (
         CheckConstraint("char_length(title) BETWEEN 1 AND 500", name="title_length"),
         CheckConstraint("message_count >= 0", name="message_count_non_negative"),
-        Index("ix_sessions_user_id_updated_at_id", "user_id", "updated_at", "id"),
+        # The list: the caller's archived or unarchived sessions, pinned first, then by
+        # recency; `(pinned, updated_at, id)` is the keyset cursor's total order.
+        Index(
+            "ix_sessions_user_id_archived_pinned_updated_at_id",
+            "user_id",
+            "archived",
+            "pinned",
+            "updated_at",
+            "id",
+        ),
+        # The caller's sessions in id order: the export pages through them by this.
+        Index("ix_sessions_user_id_id", "user_id", "id"),
+        # `metadata @> '{"key": "value", ...}'` (the list's filter) by this index.
+        Index(
+            "ix_sessions_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
         # The current message is one of the session's own (a composite key: no statement can
         # point a session at another's message). Deleting it empties the pointer only
         # (PostgreSQL 15+ column list), never the session id. Created after `messages`.
@@ -96,6 +115,12 @@ class ChatSession(Base):
     updated_at: Mapped[datetime] = _timestamp()
     # The last message of the active branch: new messages are appended under it.
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The client's own labels: string keys to string values (limits checked by the API).
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    archived: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class Message(Base):
@@ -144,6 +169,17 @@ class Message(Base):
             f"finish_reason IN ({', '.join(repr(r) for r in FINISH_REASONS)})",
             name="finish_reason_known",
         ),
+        # A user's rating of a reply: on assistant messages only, all three fields or none.
+        CheckConstraint(
+            "feedback_rating IS NULL OR (role = 'assistant' AND feedback_rating IN ('up', 'down'))",
+            name="feedback_on_assistant",
+        ),
+        CheckConstraint(
+            "(feedback_rating IS NULL) = (feedback_at IS NULL) "
+            "AND (feedback_comment IS NULL OR feedback_rating IS NOT NULL)",
+            name="feedback_complete",
+        ),
+        CheckConstraint("char_length(feedback_comment) <= 2000", name="feedback_comment_length"),
     )
 
     id: Mapped[int] = _id()
@@ -175,6 +211,11 @@ class Message(Base):
     )
     finish_reason: Mapped[str | None] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200), comment="The model that wrote it")
+    feedback_rating: Mapped[str | None] = mapped_column(String(8), comment="up or down")
+    feedback_comment: Mapped[str | None] = mapped_column(Text)
+    feedback_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When the current feedback was given"
+    )
 
 
 class ReplyChunk(Base):

@@ -34,7 +34,7 @@ import asyncpg
 import jwt
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from bench.baselines.sessions_raw import (
     ADD_MESSAGE,
@@ -56,6 +56,11 @@ FIND_USER = "SELECT id FROM users WHERE auth0_id = $1"
 ADD_USER = "INSERT INTO users (auth0_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING id"
 
 
+def _from_json(value: Any) -> Any:
+    """JSON columns arrive as text on a bare asyncpg connection (no codec)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 class SessionOut(BaseModel):
     id: int
     user_id: int
@@ -64,6 +69,9 @@ class SessionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     current_message_id: int | None = None
+    metadata: Annotated[dict[str, str], BeforeValidator(_from_json)] = {}
+    archived: bool = False
+    pinned: bool = False
 
 
 class MessageOut(BaseModel):
@@ -81,6 +89,7 @@ class MessageOut(BaseModel):
     tool_call_id: str | None = None
     finish_reason: str | None = None
     model: str | None = None
+    feedback: Annotated[dict[str, Any] | None, BeforeValidator(_from_json)] = None
 
 
 class MessageIn(BaseModel):

@@ -32,15 +32,25 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
+SESSION_COLUMNS = (
+    "id, user_id, title, message_count, created_at, updated_at, current_message_id, metadata, "
+    "archived, pinned"
+)
 MESSAGE_COLUMNS = (
     "id, session_id, role, content, tokens, created_at, status, input_tokens, error, parent_id, "
-    "tool_calls, tool_call_id, finish_reason, model"
+    "tool_calls, tool_call_id, finish_reason, model, CASE WHEN feedback_rating IS NULL THEN NULL "
+    "ELSE json_build_object('rating', feedback_rating, 'comment', feedback_comment, "
+    "'created_at', feedback_at) END AS feedback"
+)
+#: The message columns by name, for a statement that reads them from a subquery.
+MESSAGE_NAMES = (
+    "id, session_id, role, content, tokens, created_at, status, input_tokens, error, parent_id, "
+    "tool_calls, tool_call_id, finish_reason, model, feedback"
 )
 
 LIST_SESSIONS = (
-    f"SELECT {SESSION_COLUMNS} FROM sessions "
-    "WHERE user_id=$1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id=$1 AND archived = false "
+    "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $2"
 )
 GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=$1 AND user_id=$2"
 # The session row is locked first and the message goes under its current message (appends to
@@ -65,7 +75,7 @@ SELECT * FROM m
 # Ownership and the page in one statement: no row means no such session of the caller's (404);
 # one row of NULLs (`m.id IS NULL`) means an empty page.
 LIST_MESSAGES = f"""
-SELECT {", ".join(f"m.{c}" for c in MESSAGE_COLUMNS.split(", "))}
+SELECT {", ".join(f"m.{c}" for c in MESSAGE_NAMES.split(", "))}
 FROM sessions AS s
 LEFT JOIN LATERAL (
     SELECT {MESSAGE_COLUMNS}
@@ -93,6 +103,10 @@ def _session(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": _timestamp(row["created_at"]),
         "updated_at": _timestamp(row["updated_at"]),
         "current_message_id": row["current_message_id"],
+        # JSONB arrives as text on a bare asyncpg connection (no codec).
+        "metadata": json.loads(row["metadata"]),
+        "archived": row["archived"],
+        "pinned": row["pinned"],
     }
 
 
@@ -113,6 +127,7 @@ def _message(row: asyncpg.Record) -> dict[str, Any]:
         "tool_call_id": row["tool_call_id"],
         "finish_reason": row["finish_reason"],
         "model": row["model"],
+        "feedback": json.loads(row["feedback"]) if row["feedback"] else None,
     }
 
 

@@ -50,6 +50,8 @@ async def test_warm_requests_cost_one_round_trip_each(
         ("POST", f"/api/messages/?session_id={session_id}", {"role": "user", "content": "x"}),
         ("PATCH", f"/api/sessions/{session_id}", {"title": "renamed"}),
         ("PATCH", f"/api/sessions/{session_id}", {"current_message_id": message_id}),
+        ("PATCH", f"/api/sessions/{session_id}", {"metadata": {"a": "b"}, "pinned": True}),
+        ("GET", "/api/sessions/?metadata=a:b&metadata=c:d&archived=true", None),
         ("GET", f"/api/sessions/{session_id}/thread", None),
         ("GET", "/api/users/me", None),
     ]

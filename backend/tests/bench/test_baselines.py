@@ -213,6 +213,7 @@ async def test_baselines_create_messages_as_the_app_does(
             "tool_call_id": None,
             "finish_reason": None,
             "model": None,
+            "feedback": None,
         }, target
         # Each goes under the one before it (the seed's messages hang from no current one).
         assert message["parent_id"] == previous, target

@@ -90,14 +90,62 @@ def _unique(items: list[Any], get: Any, put: Any) -> None:
         seen.add(value)
 
 
+def _valid_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**53 - 1
+
+
+def _call(call_id: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+def _obey_import_rules(body: dict[str, Any]) -> None:
+    """An import's tree: every tool result under an assistant message calling it (one is
+    added above it when none is), and, in an exported document, ids unique, each message the
+    child of the one before, the current message one of them."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    calls: list[str] = []
+    exported = "format" in body
+    for message in list(messages):
+        if not isinstance(message, dict):
+            continue
+        obey_unstated_rules(message)
+        call_id = message.get("tool_call_id")
+        if message.get("role") == "tool" and isinstance(call_id, str) and call_id not in calls:
+            caller: dict[str, Any] = {"role": "assistant", "tool_calls": [_call(call_id)]}
+            if exported:
+                caller["id"] = 1
+            messages.insert(messages.index(message), caller)
+            calls.append(call_id)
+        if message.get("role") == "assistant" and isinstance(message.get("tool_calls"), list):
+            calls += [c["id"] for c in message["tool_calls"] if isinstance(c, dict) and "id" in c]
+    if not exported:
+        return
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and _valid_id(message.get("id")):
+            message["id"] = index + 1
+            if (
+                "parent_id" not in message
+                or message["parent_id"] is None
+                or _valid_id(message["parent_id"])
+            ):
+                message["parent_id"] = index if index else None
+    session = body.get("session")
+    if isinstance(session, dict) and _valid_id(session.get("current_message_id")):
+        session["current_message_id"] = len(messages) if messages else None
+
+
 def obey_unstated_rules(body: Any) -> Any:
     """Rules JSON Schema cannot state, applied to every generated body (the API checks them,
     and the schema says them in words): a call's `arguments` hold a JSON document; call ids
-    and tool names are unique in their list; a named `tool_choice` names one of the `tools`.
-    Only values of the right types are touched, so negative data stays negative. (Applied in the
-    test rather than as a schemathesis hook: hooks miss the coverage phase's cases.)"""
+    and tool names are unique in their list; a named `tool_choice` names one of the `tools`;
+    an import's tree holds together (`_obey_import_rules`). Only values of the right types are
+    touched, so negative data stays negative. (Applied in the test rather than as a
+    schemathesis hook: hooks miss the coverage phase's cases.)"""
     if not isinstance(body, dict):
         return body
+    _obey_import_rules(body)
     calls = body.get("tool_calls")
     if isinstance(calls, list):
         calls = [c for c in calls if isinstance(c, dict)]

@@ -60,6 +60,12 @@ def _owned_by_bob(response: httpx.Response, alice: Alice, bob_id: int) -> None:
     assert response.json()["id"] != alice.session_id
 
 
+def _exports_nothing_of_alices(response: httpx.Response, alice: Alice, _: int) -> None:
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert "secret" not in response.text
+    assert str(alice.session_id) not in response.text
+
+
 MESSAGE = {"role": "user", "content": "bob was here"}
 
 MATRIX: dict[tuple[str, str], Probe] = {
@@ -130,6 +136,28 @@ MATRIX: dict[tuple[str, str], Probe] = {
         lambda a: f"/api/messages/{a.message_id}/regenerate",
         404,
         missing_url=f"/api/messages/{MISSING_ID}/regenerate",
+    ),
+    ("PUT", "/api/messages/{message_id}/feedback"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/feedback",
+        404,
+        {"rating": "down"},
+        missing_url=f"/api/messages/{MISSING_ID}/feedback",
+    ),
+    ("DELETE", "/api/messages/{message_id}/feedback"): Probe(
+        lambda a: f"/api/messages/{a.message_id}/feedback",
+        404,
+        missing_url=f"/api/messages/{MISSING_ID}/feedback",
+    ),
+    ("GET", "/api/sessions/{session_id}/export"): Probe(
+        lambda a: f"/api/sessions/{a.session_id}/export",
+        404,
+        missing_url=f"/api/sessions/{MISSING_ID}/export",
+    ),
+    ("POST", "/api/sessions/import"): Probe(
+        lambda a: "/api/sessions/import", 201, {"messages": [MESSAGE]}, _owned_by_bob
+    ),
+    ("GET", "/api/users/me/export"): Probe(
+        lambda a: "/api/users/me/export", 200, check=_exports_nothing_of_alices
     ),
     ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
     ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),

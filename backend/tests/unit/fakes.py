@@ -8,13 +8,29 @@ can pin how a use case writes. Users 1 and 2 exist from the start.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from app.domain.dtos import MessageDTO, Role, SessionDTO, ThreadMessageDTO, UserDTO
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    UserDTO,
+)
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import Chunk, PromptMessage, ToolOptions
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
@@ -24,6 +40,8 @@ from app.domain.ports import (
     KnownUser,
     NewMessage,
     Parent,
+    SessionChanges,
+    SessionTree,
     Stale,
     StartRefusal,
     ThreadPage,
@@ -125,7 +143,13 @@ class FakeUsers(FakeRepository):
 
 
 class FakeSessions(FakeRepository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
         self.uow.write()
         owner = self.uow.users._by_id(user_id)
         if owner is None or owner.session_count >= max_sessions:
@@ -139,9 +163,42 @@ class FakeSessions(FakeRepository):
             message_count=0,
             created_at=now,
             updated_at=now,
+            metadata=dict(metadata or {}),
         )
         self.store.sessions[session.id] = session
         return session
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        added = await self.add(user_id, plan.title, max_sessions, plan.metadata)
+        if added is None:
+            return None
+        created = plan.created_at or added.created_at
+        session = added.model_copy(
+            update={
+                "archived": plan.archived,
+                "pinned": plan.pinned,
+                "created_at": created,
+                "updated_at": plan.updated_at or created,
+            }
+        )
+        self.store.sessions[session.id] = session
+        return session
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        picked = sorted(
+            (
+                s
+                for s in self.store.sessions.values()
+                if s.user_id == user_id and (s.id == session_id if session_id else s.id > after)
+            ),
+            key=lambda s: s.id,
+        )[:limit]
+        messages = sorted(self.store.messages.values(), key=lambda m: m.id)
+        return [SessionTree(s, [m for m in messages if m.session_id == s.id]) for s in picked]
 
     async def session_count(self, user_id: int) -> int | None:
         owner = self.uow.users._by_id(user_id)
@@ -151,33 +208,49 @@ class FakeSessions(FakeRepository):
         session = self.store.sessions.get(session_id)
         return session if session is not None and session.user_id == user_id else None
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        wanted = (metadata or {}).items()
         rows = sorted(
-            (s for s in self.store.sessions.values() if s.user_id == user_id),
-            key=lambda s: (s.updated_at, s.id),
+            (
+                s
+                for s in self.store.sessions.values()
+                if s.user_id == user_id and s.archived == archived and wanted <= s.metadata.items()
+            ),
+            key=lambda s: (s.pinned, s.updated_at, s.id),
             reverse=True,
         )
         if page.after is not None:
-            after = (page.after.at, page.after.id)
-            rows = [s for s in rows if (s.updated_at, s.id) < after]
+            after = (page.after.pinned, page.after.at, page.after.id)
+            rows = [s for s in rows if (s.pinned, s.updated_at, s.id) < after]
         return rows[page.skip : page.skip + page.limit]
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
         self.uow.write()
         session = await self.get(session_id, user_id)
         if session is None:
             return None
-        changes: dict[str, object] = {"updated_at": self.store.now()}
-        if title is not None:
-            changes["title"] = title
-        if current_message_id is not None:
-            target = self.store.messages.get(current_message_id)
+        update: dict[str, object] = {
+            name: getattr(changes, name)
+            for name in ("title", "metadata", "archived", "pinned")
+            if getattr(changes, name) is not None
+        }
+        if changes.is_activity:
+            update["updated_at"] = self.store.now()
+        if changes.current_message_id is not None:
+            target = self.store.messages.get(changes.current_message_id)
             if target is None or target.session_id != session_id:
                 return None
-            changes["current_message_id"] = current_message_id
-        session = session.model_copy(update=changes)
+            update["current_message_id"] = changes.current_message_id
+        session = session.model_copy(update=update)
         self.store.sessions[session_id] = session
         return session
 
@@ -456,6 +529,49 @@ class FakeMessages(FakeRepository):
         )
         self.store.sessions[target_id] = session
         return session
+
+    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+        self.uow.write()
+        new_ids: list[int] = []
+        for message, parent in zip(plan.messages, plan.parents, strict=True):
+            fields = message.model_dump(exclude={"id", "parent_id", "role", "content"})
+            fields["created_at"] = fields["created_at"] or self.store.now()
+            if fields["feedback"] is not None:
+                fields["feedback"]["created_at"] = (
+                    fields["feedback"]["created_at"] or fields["created_at"]
+                )
+            added = self._insert(
+                session_id,
+                message.role,
+                message.content or "",
+                new_ids[parent] if parent is not None else None,
+                **fields,
+            )
+            new_ids.append(added.id)
+        session = self.store.sessions[session_id].model_copy(
+            update={
+                "message_count": len(new_ids),
+                "current_message_id": new_ids[plan.current] if plan.current is not None else None,
+            }
+        )
+        self.store.sessions[session_id] = session
+        return session
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        self.uow.write()
+        message = await self.get(message_id, user_id)
+        if message is None:
+            return None
+        if message.role != "assistant":
+            return message.role
+        stored = None
+        if feedback is not None:
+            given = {"rating": feedback.rating, "comment": feedback.comment}
+            stored = FeedbackDTO(**given, created_at=self.store.now())
+        self.store.messages[message_id] = message.model_copy(update={"feedback": stored})
+        return stored if stored is not None else message.role
 
     async def streaming_in_session(self, session_id: int) -> int | None:
         return next(

@@ -9,7 +9,13 @@ from urllib.parse import urlencode
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
-from app.domain.pagination import BIGINT_MAX, CURSOR_PATTERN, Cursor, PageRequest
+from app.domain.pagination import (
+    BIGINT_MAX,
+    CURSOR_PATTERN,
+    SESSION_CURSOR_PATTERN,
+    Cursor,
+    PageRequest,
+)
 
 MAX_SKIP = 10_000
 
@@ -29,7 +35,9 @@ ResourceId = Annotated[
 ]
 
 
-def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:
+def page_request(
+    default_limit: int, cursor_pattern: str = CURSOR_PATTERN
+) -> Callable[..., Awaitable[PageRequest]]:
     """A dependency reading `limit`, `skip` and `after` with this resource's default limit."""
 
     async def dependency(
@@ -44,14 +52,14 @@ def page_request(default_limit: int) -> Callable[..., Awaitable[PageRequest]]:
                 description="Rows to skip (kept for compatibility; prefer `after`).",
             ),
         ] = 0,
-        after: Annotated[
-            str | None,
-            Query(
-                max_length=40,
-                pattern=CURSOR_PATTERN,
-                description="Opaque cursor from the previous page's Link rel=next header.",
-            ),
-        ] = None,
+        # A default rather than `Annotated`: annotations are strings here (PEP 563), which
+        # could not see this function's `cursor_pattern`.
+        after: str | None = Query(
+            None,
+            max_length=40,
+            pattern=cursor_pattern,
+            description="Opaque cursor from the previous page's Link rel=next header.",
+        ),
     ) -> PageRequest:
         return PageRequest(
             limit=limit, skip=skip, after=Cursor.decode(after) if after is not None else None
@@ -64,9 +72,10 @@ def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, 
     """An RFC 8288 `Link` header for the next page, or no header on the last page."""
     if cursor is None:
         return {}
-    params = {k: v for k, v in request.query_params.items() if k not in {"after", "skip"}}
-    params["after"] = cursor.encode()
-    params["limit"] = str(limit)
+    params = [
+        (k, v) for k, v in request.query_params.multi_items() if k not in {"after", "skip", "limit"}
+    ]  # repeated parameters (metadata filters) kept, each of them
+    params += [("after", cursor.encode()), ("limit", str(limit))]
     # The request's URL with a new query, joined as text: parsing the URL back into parts to
     # replace its query cost more than the rest of building the page's links.
     base = str(request.url).partition("?")[0]
@@ -81,5 +90,5 @@ def before_link(request: Request, before: int | None) -> dict[str, str]:
     return {"Link": f'<{url}>; rel="next"'}
 
 
-SessionPage = Annotated[PageRequest, Depends(page_request(50))]
+SessionPage = Annotated[PageRequest, Depends(page_request(50, SESSION_CURSOR_PATTERN))]
 MessagePage = Annotated[PageRequest, Depends(page_request(100))]

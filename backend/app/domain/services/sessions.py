@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from app.domain.dtos import SessionDTO
 from app.domain.errors import AccountGone, Conflict, InvalidInput, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
-from app.domain.ports import UnitOfWork
-from app.domain.rules import Limits, normalize_title
+from app.domain.ports import SessionChanges, UnitOfWork
+from app.domain.rules import Limits, metadata_filter, normalize_title, validate_metadata
 
 
 def session_not_found(session_id: int) -> NotFound:
@@ -28,11 +30,15 @@ class SessionService:
         self._uow = uow
         self._limits = limits or Limits()
 
-    async def create(self, user_id: int, title: str) -> SessionDTO:
+    async def create(
+        self, user_id: int, title: str, metadata: Mapping[str, str] | None = None
+    ) -> SessionDTO:
         """One statement: the owner's session counter grows (exactly, under the user row's
         lock, so concurrent creates cannot overshoot the quota) and the session is inserted."""
         maximum = self._limits.max_sessions_per_user
-        session = await self._uow.sessions.add(user_id, normalize_title(title), maximum)
+        session = await self._uow.sessions.add(
+            user_id, normalize_title(title), maximum, validate_metadata(metadata or {})
+        )
         if session is not None:
             return session
         raise await refuse_new_session(self._uow, user_id, maximum)
@@ -43,10 +49,24 @@ class SessionService:
             raise session_not_found(session_id)
         return session
 
-    async def list(self, user_id: int, page: PageRequest) -> Page[SessionDTO]:
-        items = list(await self._uow.sessions.list(user_id, page))
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Sequence[str] = (),
+    ) -> Page[SessionDTO]:
+        """Pinned first, then by recency; `metadata` holds `key:value` filters that must all
+        match. Archived sessions are listed only with `archived`, and then only they are."""
+        wanted = metadata_filter(metadata)
+        if wanted is None:  # one key, two values: nothing matches, nothing to ask
+            return Page([], None)
+        items = list(
+            await self._uow.sessions.list(user_id, page, archived=archived, metadata=wanted)
+        )
         last = items[-1] if len(items) == page.limit else None
-        return Page(items, Cursor(last.updated_at, last.id) if last else None)
+        return Page(items, Cursor(last.updated_at, last.id, last.pinned) if last else None)
 
     async def rename(self, user_id: int, session_id: int, title: str) -> SessionDTO:
         return await self.update(user_id, session_id, title=title)
@@ -58,19 +78,31 @@ class SessionService:
         *,
         title: str | None = None,
         current_message_id: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> SessionDTO:
-        """Rename, switch branch (any message of the session becomes the current one), or
-        both, in one statement; either counts as activity."""
-        if title is None and current_message_id is None:
-            raise InvalidInput("give a title, a current_message_id, or both")
-        title = normalize_title(title) if title is not None else None
-        session = await self._uow.sessions.update(session_id, user_id, title, current_message_id)
+        """Rename, switch branch (any message of the session becomes the current one), replace
+        the metadata, archive or pin, any of them or several, in one statement. A rename or a
+        branch switch counts as activity (the session moves up the list); the rest does not."""
+        changes = SessionChanges(
+            title=normalize_title(title) if title is not None else None,
+            current_message_id=current_message_id,
+            metadata=validate_metadata(metadata) if metadata is not None else None,
+            archived=archived,
+            pinned=pinned,
+        )
+        if changes == SessionChanges():
+            raise InvalidInput(
+                "give at least one of title, current_message_id, metadata, archived, pinned"
+            )
+        session = await self._uow.sessions.update(session_id, user_id, changes)
         if session is not None:
             return session
         if await self._uow.sessions.get(session_id, user_id) is None:
             raise session_not_found(session_id)
         raise InvalidInput(
-            f"current_message_id: message {current_message_id} is not a message of session "
+            f"current_message_id: message {changes.current_message_id} is not a message of session "
             f"{session_id}",
             loc=("body", "current_message_id"),
         )

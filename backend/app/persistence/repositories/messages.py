@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 from asyncpg import Record
 from pydantic import TypeAdapter
 
-from app.domain.dtos import MessageDTO, SessionDTO, ThreadMessageDTO, ToolCall
+from app.domain.dtos import (
+    FeedbackDTO,
+    FeedbackInDTO,
+    MessageDTO,
+    Role,
+    SessionDTO,
+    ThreadMessageDTO,
+    ToolCall,
+    ToolCallIn,
+)
+from app.domain.import_plan import ImportPlan
 from app.domain.language_model import PromptMessage
 from app.domain.pagination import PageRequest
 from app.domain.ports import (
@@ -29,26 +39,10 @@ from app.domain.ports import (
     UnansweredCall,
 )
 from app.persistence.repositories.base import Repository, Sql, first
+from app.persistence.repositories.message_columns import FIELDS
+from app.persistence.repositories.message_columns import message_columns as columns
 from app.persistence.repositories.sessions import SESSION_COLUMNS
 
-
-def columns(m: str) -> str:
-    """A message as the API shows it, from the row aliased `m`. While a reply streams, its text
-    so far is in `reply_chunks`."""
-    return f"""{m}.id, {m}.session_id, {m}.role,
-    CASE WHEN {m}.status = 'streaming' THEN {m}.content || coalesce(
-        (SELECT string_agg(c.text, '' ORDER BY c.start_offset) FROM reply_chunks AS c
-         WHERE c.message_id = {m}.id), '')
-    ELSE {m}.content END AS content,
-    {m}.tokens, {m}.created_at, {m}.status, {m}.input_tokens, {m}.error, {m}.parent_id,
-    {m}.tool_calls, {m}.tool_call_id, {m}.finish_reason, {m}.model"""
-
-
-#: A message's fields, for rows just written by INSERT/UPDATE ... RETURNING (no chunks yet, or
-#: none any more).
-FIELDS = ("id", "session_id", "role", "content", "tokens", "created_at", "status",
-          "input_tokens", "error", "parent_id", "tool_calls", "tool_call_id", "finish_reason",
-          "model")  # fmt: skip
 RETURNED = ", ".join(FIELDS)
 
 # An append in one statement. The session row is locked first (NO KEY UPDATE: what an UPDATE
@@ -302,6 +296,70 @@ _COPY = Sql(
 )
 
 
+# Feedback on a message of the caller's: set (a rating) or removed (NULL), in one statement that
+# also says whether the message exists and what role it has (only replies take feedback).
+_FEEDBACK = Sql(
+    """
+    WITH target AS (
+        SELECT m.id, m.role FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
+        WHERE m.id = :message_id AND s.user_id = :user_id
+    ), changed AS (
+        UPDATE messages AS m
+        SET feedback_rating = CAST(:rating AS varchar),
+            feedback_comment = CAST(:comment AS text),
+            feedback_at = CASE WHEN CAST(:rating AS varchar) IS NULL THEN NULL
+                               ELSE clock_timestamp() END
+        FROM target WHERE m.id = target.id AND target.role = 'assistant'
+        RETURNING m.feedback_rating, m.feedback_comment, m.feedback_at
+    )
+    SELECT target.role, changed.* FROM target LEFT JOIN changed ON true
+    """
+)
+
+# An import's messages in one statement, from arrays (one element per message, in the plan's
+# order: parents first). New ids are drawn from the identity sequence and handed out in that
+# order, so each parent is older than its children (parent_id < id); `parent_n` is the parent's
+# position. Times left out are the statement's; the session is counted and pointed at its
+# current message in the same statement, its own times kept.
+_ADD_TREE = Sql(
+    f"""
+    WITH batch AS (
+        SELECT * FROM unnest(
+            CAST(:parents AS integer[]), CAST(:roles AS text[]), CAST(:contents AS text[]),
+            CAST(:statuses AS text[]), CAST(:tokens AS integer[]), CAST(:inputs AS integer[]),
+            CAST(:models AS text[]), CAST(:finishes AS text[]), CAST(:errors AS text[]),
+            CAST(:calls AS text[]), CAST(:call_ids AS text[]), CAST(:created AS timestamptz[]),
+            CAST(:ratings AS text[]), CAST(:comments AS text[]), CAST(:rated AS timestamptz[])
+        ) WITH ORDINALITY AS b(parent_n, role, content, status, tokens, input_tokens, model,
+                               finish_reason, error, calls, tool_call_id, created_at, rating,
+                               comment, rated_at, n)
+    ), ids AS (
+        SELECT drawn.id, row_number() OVER (ORDER BY drawn.id) AS n FROM (
+            SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM batch
+        ) AS drawn
+    ), added AS (
+        INSERT INTO messages (id, session_id, parent_id, role, content, status, tokens,
+                              input_tokens, model, finish_reason, error, tool_calls,
+                              tool_call_id, created_at, feedback_rating, feedback_comment,
+                              feedback_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids.id, :session_id, parent.id, b.role, b.content, b.status, b.tokens,
+               b.input_tokens, b.model, b.finish_reason, b.error, CAST(b.calls AS jsonb),
+               b.tool_call_id, coalesce(b.created_at, now()), b.rating, b.comment,
+               CASE WHEN b.rating IS NOT NULL THEN coalesce(b.rated_at, now()) END
+        FROM batch AS b JOIN ids ON ids.n = b.n LEFT JOIN ids AS parent ON parent.n = b.parent_n
+        RETURNING id
+    ), moved AS (
+        UPDATE sessions
+        SET message_count = (SELECT count(*) FROM added),
+            current_message_id = (SELECT ids.id FROM ids WHERE ids.n = CAST(:current AS bigint))
+        WHERE id = :session_id
+        RETURNING {SESSION_COLUMNS}
+    )
+    SELECT * FROM moved
+    """
+)
+
 _MESSAGES = TypeAdapter(list[MessageDTO])
 _THREAD_MESSAGES = TypeAdapter(list[ThreadMessageDTO])
 
@@ -322,7 +380,7 @@ def _context(items: list[dict[str, Any]] | None) -> list[PromptMessage]:
     ]
 
 
-def _calls_json(calls: Sequence[ToolCall] | None) -> str | None:
+def _calls_json(calls: Sequence[ToolCall | ToolCallIn] | None) -> str | None:
     if calls is None:
         return None
     return json.dumps([call.model_dump(mode="json") for call in calls])
@@ -473,3 +531,48 @@ class SqlMessageRepository(Repository):
     async def streaming_in_session(self, session_id: int) -> int | None:
         row = first(await self._db.read(_STREAMING, {"session_id": session_id}))
         return row["id"] if row is not None else None
+
+    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+        messages = plan.messages
+        feedback = [m.feedback for m in messages]
+        params = {
+            "session_id": session_id,
+            "parents": [p + 1 if p is not None else None for p in plan.parents],
+            "roles": [m.role for m in messages],
+            "contents": [m.content or "" for m in messages],
+            "statuses": [m.status for m in messages],
+            "tokens": [m.tokens for m in messages],
+            "inputs": [m.input_tokens for m in messages],
+            "models": [m.model for m in messages],
+            "finishes": [m.finish_reason for m in messages],
+            "errors": [m.error for m in messages],
+            "calls": [_calls_json(m.tool_calls) for m in messages],
+            "call_ids": [m.tool_call_id for m in messages],
+            "created": [m.created_at for m in messages],
+            "ratings": [f.rating if f else None for f in feedback],
+            "comments": [f.comment if f else None for f in feedback],
+            "rated": [f.created_at if f else None for f in feedback],
+            "current": plan.current + 1 if plan.current is not None else None,
+        }
+        (row,) = await self._db.write(_ADD_TREE, params)
+        return SessionDTO.model_validate(dict(row))
+
+    async def set_feedback(
+        self, message_id: int, user_id: int, feedback: FeedbackInDTO | None
+    ) -> FeedbackDTO | Role | None:
+        params = {
+            "message_id": message_id,
+            "user_id": user_id,
+            "rating": feedback.rating if feedback is not None else None,
+            "comment": feedback.comment if feedback is not None else None,
+        }
+        row = first(await self._db.write(_FEEDBACK, params))
+        if row is None:
+            return None
+        if row["role"] != "assistant" or row["feedback_rating"] is None:
+            return cast(Role, row["role"])
+        return FeedbackDTO(
+            rating=row["feedback_rating"],
+            comment=row["feedback_comment"],
+            created_at=row["feedback_at"],
+        )

@@ -17,7 +17,8 @@ from app.domain.reply_runtime import ReplyOutcome
 from app.domain.services.replies import UNSTORABLE_ERROR
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
 from app.persistence.repositories.base import Repository, Sql, first
-from app.persistence.repositories.messages import FIELDS, columns
+from app.persistence.repositories.message_columns import FIELDS
+from app.persistence.repositories.message_columns import message_columns as columns
 
 #: First key of our two-key advisory locks, so they cannot clash with other applications'.
 LOCK_NAMESPACE = 0x4C4C4D31

@@ -1,17 +1,24 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asyncpg import Record
 from pydantic import TypeAdapter
 
-from app.domain.dtos import SessionDTO
+from app.domain.dtos import MessageDTO, SessionDTO
+from app.domain.import_plan import ImportPlan
 from app.domain.pagination import PageRequest
-from app.domain.ports import ForkSource
+from app.domain.ports import ForkSource, SessionChanges, SessionTree
 from app.persistence.repositories.base import Repository, Sql, first
+from app.persistence.repositories.message_columns import message_columns
 
-SESSION_COLUMNS = "id, user_id, title, message_count, created_at, updated_at, current_message_id"
+SESSION_FIELDS = (
+    "id", "user_id", "title", "message_count", "created_at", "updated_at", "current_message_id",
+    "metadata", "archived", "pinned"
+)  # fmt: skip
+SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 _COLUMNS = SESSION_COLUMNS
 _GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
 _SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
@@ -20,37 +27,87 @@ _MESSAGE_COUNT = Sql(
 )
 
 
-def _list_sql(after: bool) -> Sql:
-    # Most recently active first; `(updated_at, id)` is a total order, so cursors never skip.
-    cursor = "AND (updated_at, id) < (:after_at, :after_id)" if after else ""
+def _list_sql(after: bool, filtered: bool) -> Sql:
+    """Pinned first, then most recently active; `(pinned, updated_at, id)` is a total order,
+    so cursors never skip or repeat a row that kept its place. The order and the cursor are
+    served by one index, `(user_id, archived, pinned, updated_at, id)`, read backwards; a
+    metadata filter by the GIN index on `metadata` (containment, `@>`)."""
+    cursor = "AND (pinned, updated_at, id) < (:after_pinned, :after_at, :after_id)" if after else ""
+    where = "AND metadata @> CAST(CAST(:metadata AS text) AS jsonb)" if filtered else ""
     return Sql(
-        f"SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {cursor} "
-        "ORDER BY updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
+        f"SELECT {_COLUMNS} FROM sessions "
+        f"WHERE user_id = :user_id AND archived = :archived {where} {cursor} "
+        "ORDER BY pinned DESC, updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
     )
 
 
-_LIST = {False: _list_sql(False), True: _list_sql(True)}
+_LIST = {
+    (after, filtered): _list_sql(after, filtered)
+    for after in (False, True)
+    for filtered in (False, True)
+}
 
-# The owner's counter and the insert in one statement: the user row's lock makes the quota exact.
-_ADD = Sql(
-    f"""
-    WITH owner AS (
-        UPDATE users SET session_count = session_count + 1
-        WHERE id = :user_id AND session_count < :max_sessions
-        RETURNING id
+
+def _add_sql(columns: str, values: str) -> Sql:
+    """The owner's counter and the insert in one statement: the user row's lock makes the
+    quota exact."""
+    return Sql(
+        f"""
+        WITH owner AS (
+            UPDATE users SET session_count = session_count + 1
+            WHERE id = :user_id AND session_count < :max_sessions
+            RETURNING id
+        )
+        INSERT INTO sessions (user_id, title, metadata{columns})
+        SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb){values} FROM owner
+        RETURNING {_COLUMNS}
+        """
     )
-    INSERT INTO sessions (user_id, title) SELECT id, :title FROM owner
-    RETURNING {_COLUMNS}
-    """
+
+
+_ADD = _add_sql("", "")
+_ADD_IMPORTED = _add_sql(
+    ", archived, pinned, created_at, updated_at",
+    """, :archived, :pinned,
+        coalesce(CAST(:created_at AS timestamptz), now()),
+        coalesce(CAST(:updated_at AS timestamptz), CAST(:created_at AS timestamptz), now())""",
 )
-# Rename and/or switch branch. The new current message must be one of the session's (the
-# composite foreign key would refuse another's too, but as an error, not as "no such row").
+
+
+def _trees_sql(where: str) -> Sql:
+    """Sessions (picked by `where`) with all their messages, by id, in one statement: a row
+    per message (session fields prefixed `s_`), or one with NULL message fields for a session
+    without messages."""
+    fields = ", ".join(f"picked.{name} AS s_{name}" for name in SESSION_FIELDS)
+    return Sql(
+        f"""
+        WITH picked AS (
+            SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {where}
+            ORDER BY id LIMIT :limit
+        )
+        SELECT {fields}, {message_columns("m")}
+        FROM picked LEFT JOIN messages AS m ON m.session_id = picked.id
+        ORDER BY picked.id, m.id
+        """
+    )
+
+
+_TREE = _trees_sql("AND id = :session_id")
+_TREES = _trees_sql("AND id > :after")
+# Any of the fields (NULL: unchanged). The new current message must be one of the session's
+# (the composite foreign key would refuse another's too, but as an error, not as "no such
+# row"). A rename or a branch switch is activity; metadata, archiving and pinning are not.
 _UPDATE = Sql(
     f"""
     UPDATE sessions
     SET title = coalesce(CAST(:title AS varchar), title),
         current_message_id = coalesce(CAST(:current AS bigint), current_message_id),
-        updated_at = clock_timestamp()
+        metadata = coalesce(CAST(CAST(:metadata AS text) AS jsonb), metadata),
+        archived = coalesce(CAST(:archived AS boolean), archived),
+        pinned = coalesce(CAST(:pinned AS boolean), pinned),
+        updated_at = CASE
+            WHEN CAST(:title AS varchar) IS NULL AND CAST(:current AS bigint) IS NULL
+            THEN updated_at ELSE clock_timestamp() END
     WHERE id = :session_id AND user_id = :user_id
       AND (CAST(:current AS bigint) IS NULL OR EXISTS (
           SELECT 1 FROM messages AS m
@@ -94,11 +151,59 @@ def _session(row: Record) -> SessionDTO:
     return SessionDTO.model_validate(dict(row))
 
 
+def _json(value: Mapping[str, str] | None) -> str | None:
+    return json.dumps(value) if value is not None else None
+
+
 class SqlSessionRepository(Repository):
-    async def add(self, user_id: int, title: str, max_sessions: int) -> SessionDTO | None:
-        params = {"user_id": user_id, "title": title, "max_sessions": max_sessions}
+    async def add(
+        self,
+        user_id: int,
+        title: str,
+        max_sessions: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionDTO | None:
+        params = {
+            "user_id": user_id,
+            "title": title,
+            "max_sessions": max_sessions,
+            "metadata": _json(metadata or {}),
+        }
         row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
+
+    async def add_imported(
+        self, user_id: int, plan: ImportPlan, max_sessions: int
+    ) -> SessionDTO | None:
+        params = {
+            "user_id": user_id,
+            "title": plan.title,
+            "max_sessions": max_sessions,
+            "metadata": _json(plan.metadata),
+            "archived": plan.archived,
+            "pinned": plan.pinned,
+            "created_at": plan.created_at,
+            "updated_at": plan.updated_at,
+        }
+        row = first(await self._db.write(_ADD_IMPORTED, params))
+        return _session(row) if row is not None else None
+
+    async def trees(
+        self, user_id: int, *, session_id: int | None = None, after: int = 0, limit: int = 1
+    ) -> Sequence[SessionTree]:
+        if session_id is not None:
+            statement, params = _TREE, {"user_id": user_id, "session_id": session_id, "limit": 1}
+        else:
+            statement, params = _TREES, {"user_id": user_id, "after": after, "limit": limit}
+        found: list[tuple[SessionDTO, list[MessageDTO]]] = []
+        for row in await self._db.read(statement, params):
+            if not found or found[-1][0].id != row["s_id"]:
+                session = {name: row[f"s_{name}"] for name in SESSION_FIELDS}
+                found.append((SessionDTO.model_validate(session), []))
+            if row["id"] is not None:
+                message = {k: v for k, v in row.items() if not k.startswith("s_")}
+                found[-1][1].append(MessageDTO.model_validate(message))
+        return [SessionTree(session, messages) for session, messages in found]
 
     async def session_count(self, user_id: int) -> int | None:
         row = first(await self._db.read(_SESSION_COUNT, {"user_id": user_id}))
@@ -109,21 +214,39 @@ class SqlSessionRepository(Repository):
         row = first(await self._db.read(_GET, params))
         return _session(row) if row is not None else None
 
-    async def list(self, user_id: int, page: PageRequest) -> Sequence[SessionDTO]:
-        params: dict[str, Any] = {"user_id": user_id, "skip": page.skip, "limit": page.limit}
+    async def list(
+        self,
+        user_id: int,
+        page: PageRequest,
+        *,
+        archived: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Sequence[SessionDTO]:
+        params: dict[str, Any] = {
+            "user_id": user_id,
+            "archived": archived,
+            "skip": page.skip,
+            "limit": page.limit,
+        }
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after.at, page.after.id
-        rows = await self._db.read(_LIST[page.after is not None], params)
+            params["after_pinned"] = page.after.pinned
+        if metadata:
+            params["metadata"] = _json(metadata)
+        rows = await self._db.read(_LIST[page.after is not None, bool(metadata)], params)
         return _SESSIONS.validate_python([dict(row) for row in rows])  # one call for the page
 
     async def update(
-        self, session_id: int, user_id: int, title: str | None, current_message_id: int | None
+        self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
         params = {
             "session_id": session_id,
             "user_id": user_id,
-            "title": title,
-            "current": current_message_id,
+            "title": changes.title,
+            "current": changes.current_message_id,
+            "metadata": _json(changes.metadata),
+            "archived": changes.archived,
+            "pinned": changes.pinned,
         }
         row = first(await self._db.write(_UPDATE, params))
         return _session(row) if row is not None else None
