@@ -172,6 +172,33 @@ async def test_a_refused_reply_is_explained_and_can_be_retried(
     await expect(notice).to_be_hidden()
 
 
+async def test_thumbs_up_and_down(
+    page: Page, user: str, llm: FakeChatServer, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    llm.scripts.append(Script(chunks=["Rate me."]))
+    await sign_in(page, user)
+    await page.get_by_label("Message", exact=True).fill("Say something")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    reply = page.locator("li.message.role-assistant").last
+    await expect(reply).to_have_attribute("data-status", "completed")
+    url = f"/api/messages/{await reply.get_attribute('data-id')}"
+    good, bad = reply.get_by_label("Good reply"), reply.get_by_label("Bad reply")
+
+    await good.click()
+    await expect(good).to_have_attribute("aria-pressed", "true")
+    await expect(bad).to_have_attribute("aria-pressed", "false")
+    assert (await api(user).get(url)).json()["feedback"]["rating"] == "up"
+    await bad.click()
+    await expect(bad).to_have_attribute("aria-pressed", "true")
+    await expect(good).to_have_attribute("aria-pressed", "false")
+    assert (await api(user).get(url)).json()["feedback"]["rating"] == "down"
+    await page.reload()  # the stored rating is shown
+    await expect(bad).to_have_attribute("aria-pressed", "true")
+    await bad.click()  # pressing it again takes it back
+    await expect(bad).to_have_attribute("aria-pressed", "false")
+    assert (await api(user).get(url)).json()["feedback"] is None
+
+
 @pytest.mark.parametrize(
     ("status", "words_shown"),
     [

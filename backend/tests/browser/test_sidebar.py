@@ -59,3 +59,39 @@ async def test_load_more_follows_the_cursor(
     await expect(sessions).to_have_count(35)
     await expect(sessions.last).to_have_text("Chat 00")
     await expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+
+
+async def test_pin_and_archive(
+    page: Page, user: str, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    client = api(user)
+    ids = {}
+    for title in ("Older", "Middle", "Newest"):
+        ids[title] = (await client.post("/api/sessions/", json={"title": title})).json()["id"]
+    await sign_in(page, user)
+    sessions = page.locator("#sessions .open")
+    await expect(sessions).to_have_text(["Newest", "Middle", "Older"])
+
+    await page.get_by_label("Actions for Older").click()
+    await page.get_by_role("button", name="Pin", exact=True).click()
+    await expect(sessions).to_have_text(["★ Older", "Newest", "Middle"])
+    assert (await client.get(f"/api/sessions/{ids['Older']}")).json()["pinned"] is True
+
+    await page.get_by_label("Actions for Middle").click()
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(sessions).to_have_text(["★ Older", "Newest"])
+    assert (await client.get(f"/api/sessions/{ids['Middle']}")).json()["archived"] is True
+
+    archived = page.get_by_label("Show archived")
+    await archived.check()
+    await expect(sessions).to_have_text(["Middle"])
+    await page.get_by_label("Actions for Middle").click()
+    await page.get_by_role("button", name="Unarchive").click()
+    await expect(page.locator("#sessions .empty")).to_have_text("No archived chats.")
+    await archived.uncheck()
+    await expect(sessions).to_have_text(["★ Older", "Newest", "Middle"])
+
+    await page.get_by_label("Actions for Older").click()
+    await page.get_by_role("button", name="Unpin").click()
+    await expect(sessions.first).not_to_contain_text("★")
+    assert (await client.get(f"/api/sessions/{ids['Older']}")).json()["pinned"] is False
