@@ -4,9 +4,8 @@
 import { json, nextLink, send } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 import { followReply, offsetOf } from "./stream.js";
-import { clearNotice, el, notify, report } from "./ui.js";
+import { clearNotice, el, notify, report, ROLE_NAMES } from "./ui.js";
 
-const ROLE_NAMES = { user: "You", assistant: "Assistant", tool: "Tool", system: "System" };
 
 export function createChat({ onSessionChanged, onSessionsChanged }) {
   const list = document.getElementById("messages");

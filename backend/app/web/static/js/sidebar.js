@@ -2,40 +2,12 @@
 // cursor, search with highlighted snippets, and each session's actions.
 
 import { json, nextLink, send } from "./api.js";
-import { el, report } from "./ui.js";
+import { el, report, ROLE_NAMES } from "./ui.js";
 
 const PAGE = 30;
 
-// A search hit's snippet as [{text, match}], whichever way the server marks its matches: as
-// segments, or as a string with character ranges. Never interpreted as HTML.
-export function snippetParts(hit) {
-  const snippet = hit.snippet ?? hit.highlight ?? "";
-  if (Array.isArray(snippet)) {
-    return snippet.map((part) =>
-      Array.isArray(part)
-        ? { text: String(part[0]), match: Boolean(part[1]) }
-        : typeof part === "string"
-          ? { text: part, match: false }
-          : { text: String(part.text ?? ""), match: Boolean(part.match ?? part.highlight ?? part.marked) },
-    );
-  }
-  const text = typeof snippet === "object" ? String(snippet.text ?? "") : String(snippet);
-  const ranges = (typeof snippet === "object" && (snippet.matches || snippet.highlights)) ||
-    hit.matches || hit.highlights || [];
-  const parts = [];
-  let at = 0;
-  for (const range of ranges) {
-    const [start, end] = Array.isArray(range) ? range : [range.start, range.end];
-    if (start > at) parts.push({ text: text.slice(at, start), match: false });
-    parts.push({ text: text.slice(start, end), match: true });
-    at = end;
-  }
-  if (at < text.length) parts.push({ text: text.slice(at), match: false });
-  return parts;
-}
-
 function hitMeta(hit) {
-  const who = { user: "You", assistant: "Assistant", tool: "Tool", system: "System" }[hit.role] ?? hit.role ?? "";
+  const who = hit.kind === "title" ? "Title" : ROLE_NAMES[hit.role] ?? hit.role;
   const when = hit.created_at ? new Date(hit.created_at).toLocaleString() : "";
   return [who, when].filter(Boolean).join(" · ");
 }
@@ -155,8 +127,7 @@ export function createSidebar({ onOpen, onNew, currentId }) {
       return;
     }
     try {
-      const answer = await json("GET", `/api/search?q=${encodeURIComponent(q)}&limit=20`);
-      const hits = Array.isArray(answer) ? answer : answer.hits ?? answer.items ?? [];
+      const hits = await json("GET", `/api/search?q=${encodeURIComponent(q)}&limit=20`);
       if (ticket !== pending) return; // a newer query is on its way
       results.replaceChildren(
         ...(hits.length
@@ -171,12 +142,13 @@ export function createSidebar({ onOpen, onNew, currentId }) {
                     class: "hit",
                     onclick: () => onOpen(hit.session_id, hit.message_id),
                   },
-                  el("span", { class: "hit-title" }, hit.session_title ?? hit.title ?? ""),
+                  el("span", { class: "hit-title" }, hit.session_title),
                   el("span", { class: "hit-meta" }, hitMeta(hit)),
                   el(
                     "span",
                     { class: "snippet" },
-                    ...snippetParts(hit).map((part) => (part.match ? el("mark", {}, part.text) : part.text)),
+                    // Parts are text: the matches are marked by the API, never by HTML.
+                    ...hit.snippet.map((part) => (part.match ? el("mark", {}, part.text) : part.text)),
                   ),
                 ),
               ),

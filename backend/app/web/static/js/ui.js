@@ -16,6 +16,9 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// How each role is named on the page.
+export const ROLE_NAMES = { user: "You", assistant: "Assistant", tool: "Tool", system: "System" };
+
 const bar = () => document.getElementById("notice");
 
 export function notify(text, { retry = null, tone = "error" } = {}) {
