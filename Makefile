@@ -15,7 +15,8 @@ FUZZ_EXAMPLES ?= 300
 FUZZ_SCENARIOS ?= 200
 
 .PHONY: help uv install browser-deps dev serve test lint format migrate migrate-create \
-	migrate-rollback migrate-check token psql db-stop bench fuzz
+	migrate-rollback migrate-check token psql db-stop bench fuzz fleet fleet-deps fleet-test-deps \
+	fleet-restart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,6 +51,25 @@ serve: install ## production-style: migrate, then WORKERS worker processes (defa
 
 test: install browser-deps ## run the test suite against a real PostgreSQL (TEST_DATABASE_URL or embedded)
 	$(RUN) pytest
+
+fleet-deps: ## install HAProxy (Debian/Ubuntu package) if it is missing
+	@command -v haproxy >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && apt-get install -y -qq haproxy; } >&2; } || \
+		{ echo "install haproxy (2.2 or newer) with your package manager" >&2; exit 1; }
+
+fleet-test-deps: fleet-deps ## also PostgreSQL's server binaries (the failover test makes a standby)
+	@ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ mkdir -p /etc/postgresql-common && \
+		  { test -e /etc/postgresql-common/createcluster.conf || \
+		    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; } && \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >&2; } || \
+		echo "PostgreSQL server binaries missing: the failover test will be skipped" >&2
+
+fleet: install fleet-deps ## FLEET_NODES nodes (3) on PORT+1.. behind HAProxy on PORT (8000)
+	$(RUN) agent-stack fleet
+
+fleet-restart: install ## rolling restart of the running `make fleet`, one node at a time
+	$(RUN) agent-stack fleet-restart
 
 lint: install ## ruff check + ruff format --check + mypy --strict
 	$(RUN) ruff check .

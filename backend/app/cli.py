@@ -19,9 +19,11 @@ from alembic.config import Config
 
 from app.core.config_errors import load_settings
 from app.core.logging import configure_logging
-from app.core.settings import Settings, get_settings
+from app.core.settings import REPO_ROOT, Settings, get_settings
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
+#: Where `agent-stack fleet` keeps HAProxy's configuration, the nodes' logs, its control socket.
+FLEET_DIR = REPO_ROOT / ".data" / "fleet"
 
 
 def alembic_config(url: str) -> Config:
@@ -93,6 +95,34 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
+def _fleet(_: argparse.Namespace, settings: Settings) -> None:
+    import asyncio
+
+    from app.fleet.fleet import FleetOptions
+    from app.fleet.supervisor import supervise
+
+    options = FleetOptions(
+        run_dir=FLEET_DIR,
+        nodes=settings.fleet_nodes,
+        port=settings.port,
+        bind=settings.host,
+        reply_grace_s=settings.reply_shutdown_grace_s,
+    )
+    with database(settings) as (url, _bin_dir):
+        # Migrate once, then every node starts on the same, current database.
+        command.upgrade(alembic_config(url), "head")
+        asyncio.run(supervise(options, url))
+
+
+def _fleet_restart(_: argparse.Namespace, _settings: Settings) -> None:
+    import asyncio
+
+    from app.fleet.supervisor import request_restart
+
+    if not asyncio.run(request_restart(FLEET_DIR)):
+        raise SystemExit(1)
+
+
 def _db_stop(_: argparse.Namespace, settings: Settings) -> None:
     if settings.database_url:
         print("DATABASE_URL is set: there is no embedded database to stop", file=sys.stderr)
@@ -149,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--email", default=None)
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
 
+    sub.add_parser(
+        "fleet", help="FLEET_NODES nodes on PORT+1.. behind HAProxy on PORT, until Ctrl-C"
+    )
+    sub.add_parser("fleet-restart", help="restart the running fleet's nodes one at a time")
     sub.add_parser("psql", help="open psql on the service's database")
     sub.add_parser("db-stop", help="stop the embedded PostgreSQL unless a command is using it")
 
@@ -166,6 +200,10 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.cmd == "serve":
         _serve(args, settings)
+    elif args.cmd == "fleet":
+        _fleet(args, settings)
+    elif args.cmd == "fleet-restart":
+        _fleet_restart(args, settings)
     elif args.cmd == "db-stop":
         _db_stop(args, settings)
     elif args.cmd == "token":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -20,6 +22,7 @@ from app.api.observe import REQUEST_ID_HEADER, ObserveRequests
 from app.core.config_errors import load_settings
 from app.core.database import ConnectParams, create_engine
 from app.core.exit_signals import on_first_exit_signal
+from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging
 from app.core.oidc import OidcTokens
 from app.core.reply_telemetry import ReplyTelemetry, model_name
@@ -38,6 +41,8 @@ from app.replies import ReplyRuntime
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Agent Stack keeps AI-agent conversations: users, chat sessions and their messages, and streams
@@ -62,8 +67,8 @@ def create_app(
 ) -> FastAPI:
     """The application. `span_exporter` turns tracing on with that exporter (tests pass an
     in-memory one); otherwise tracing follows OTEL_EXPORTER_OTLP_ENDPOINT.
-    `handle_exit_signals`: start finishing replies at the first SIGINT/SIGTERM (see
-    `app.core.exit_signals`); `agent-stack serve` sets it."""
+    `handle_exit_signals`: drain at the first SIGINT/SIGTERM before uvicorn stops (see
+    `app.core.exit_signals` and `leave` below); `agent-stack serve` sets it."""
     settings = settings or load_settings()
     engine = engine or create_engine(settings)
     # First: the model provider's HTTP client is traced only if made after this.
@@ -75,6 +80,7 @@ def create_app(
         max_import_messages=settings.import_max_messages,
     )
     known_users = KnownUsers()
+    lifecycle = Lifecycle()
     provider = build_provider(settings)
     listener = Listener(
         ConnectParams.from_url(engine.url), connect_timeout_s=settings.db_connect_timeout_s
@@ -115,11 +121,24 @@ def create_app(
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
         await runtime.start()
         finishing: list[asyncio.Task[None]] = []
-        if handle_exit_signals:
+
+        async def leave(hurry: asyncio.Event) -> None:
+            """Before uvicorn stops listening. Behind a load balancer (SHUTDOWN_DRAIN_S > 0):
+            fail readiness until it has noticed, then end the event streams without a final
+            event so their clients reconnect to another node. Either way the running replies
+            then get the grace period to finish here."""
+            lifecycle.draining = True
+            drain_s = settings.shutdown_drain_s
+            if drain_s > 0:
+                log.info("draining: readiness fails; streams are handed off in %g s", drain_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hurry.wait(), drain_s)
+                runtime.release_streams()
             grace = settings.reply_shutdown_grace_s
-            on_first_exit_signal(
-                lambda: finishing.append(asyncio.create_task(runtime.finish_replies(grace)))
-            )
+            finishing.append(asyncio.create_task(runtime.finish_replies(grace)))
+
+        if handle_exit_signals:
+            on_first_exit_signal(leave)
         try:
             yield
         finally:
@@ -153,6 +172,7 @@ def create_app(
         known_users=known_users,
         idempotency=idempotency,
         replies=replies,
+        lifecycle=lifecycle,
     )
     app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
 

@@ -30,7 +30,10 @@ HEALTH_TIMEOUT_S = 2.0
 
 
 class Health(BaseModel):
-    status: Literal["healthy", "unhealthy"]
+    status: Literal["healthy", "unhealthy", "draining"] = Field(
+        description="`draining`: the process was asked to stop and is finishing its work; "
+        "a load balancer must stop sending it requests."
+    )
     database: str
 
 
@@ -49,14 +52,24 @@ async def _ping(engine: AsyncEngine) -> None:
     "/health",
     response_model=Health,
     responses={
-        503: {"model": Health, "description": "The database cannot be reached."},
+        503: {
+            "model": Health,
+            "description": "The database cannot be reached, or the process is draining.",
+        },
         **problem_responses(422),
     },
     summary="Health check",
 )
 async def health(services: ServicesDep) -> JSONResponse:
     """Readiness: 200 when the database answers `SELECT 1` within 2 s; otherwise 503, never a
-    hang."""
+    hang. 503 `draining` from the moment the process is asked to stop (SIGTERM), so a load
+    balancer takes it out of rotation before it stops listening."""
+    if services.lifecycle.draining:
+        return JSONResponse(
+            {"status": "draining", "database": "not checked"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
     try:
         await asyncio.wait_for(_ping(services.engine), HEALTH_TIMEOUT_S)
     except Exception as exc:  # any failure to reach the database is "unhealthy", by definition
@@ -82,7 +95,10 @@ def _head_of(answer: Response) -> Response:
     "/health",
     response_model=Health,
     responses={
-        503: {"model": Health, "description": "The database cannot be reached."},
+        503: {
+            "model": Health,
+            "description": "The database cannot be reached, or the process is draining.",
+        },
         **problem_responses(422),
     },
     summary="Health check (headers only)",

@@ -13,9 +13,47 @@ from app.core import metrics
 from app.core.settings import Settings
 
 
+def parse_url(url: str | URL) -> URL:
+    """A database URL as SQLAlchemy holds it. libpq's multi-host form,
+    `postgresql://u@h1:5432,h2:5433/db?target_session_attrs=read-write`, which `make_url`
+    cannot read, becomes SQLAlchemy's equivalent `postgresql://u@/db?host=h1:5432&host=h2:5433&
+    target_session_attrs=read-write` (a missing port is 5432: asyncpg needs every one)."""
+    if not isinstance(url, str):
+        return url
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not sep or "," not in hostlist:
+        return make_url(url)
+    hosts = [_with_port(item) for item in hostlist.split(",")]
+    database, _, query = tail.partition("?")
+    extra = "&".join(f"host={host}" for host in hosts)
+    query = f"{extra}&{query}" if query else extra
+    return make_url(f"{scheme}://{userinfo}{at}/{database if slash else ''}?{query}")
+
+
+def _with_port(item: str) -> str:
+    host, port = _split_host_port(item)
+    if not host:
+        raise ValueError(f"a host is missing in the database URL's host list: {item!r}")
+    return f"[{host}]:{port or 5432}" if ":" in host else f"{host}:{port or 5432}"
+
+
+def _split_host_port(item: str) -> tuple[str, str | None]:
+    """`h:5432` → (`h`, `5432`); `[::1]:5432` → (`::1`, `5432`); `/run/pg` → (`/run/pg`, None)."""
+    if item.startswith("["):
+        host, _, port = item[1:].partition("]")
+        return host, port.removeprefix(":") or None
+    host, colon, port = item.rpartition(":")
+    if colon and port.isdigit() and not item.startswith("/"):
+        return host, port
+    return item, None
+
+
 def async_url(url: str) -> str:
-    """Normalise `postgres://` / `postgresql://` URLs to the asyncpg driver."""
-    parsed = make_url(url)
+    """Normalise `postgres://` / `postgresql://` URLs (multi-host ones too) to the asyncpg
+    driver."""
+    parsed = parse_url(url)
     if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}:
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
@@ -24,49 +62,71 @@ def async_url(url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ConnectParams:
     """Where a URL points, in the terms libpq tools and asyncpg use. A socket directory or a
-    multi-host list given as `?host=` wins over the URL's host part, as libpq has it."""
+    host list given as `?host=` wins over the URL's host part, as libpq has it; with several
+    hosts (a primary and its standbys) a client tries them in order, and
+    `target_session_attrs=read-write` makes it skip the read-only ones."""
 
-    host: str
-    port: int
+    hosts: tuple[str, ...]
+    ports: tuple[int, ...]
     user: str
     password: str | None
     database: str
+    target_session_attrs: str | None = None
+
+    @property
+    def host(self) -> str:
+        """The first host (the only one, usually)."""
+        return self.hosts[0]
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
 
     @classmethod
     def from_url(cls, url: str | URL) -> ConnectParams:
-        parsed = make_url(url) if isinstance(url, str) else url
+        parsed = parse_url(url)
         query_host = parsed.query.get("host")
         query_port = parsed.query.get("port")
-        host = query_host if isinstance(query_host, str) else parsed.host
-        port = query_port if isinstance(query_port, str) else parsed.port
+        attrs = parsed.query.get("target_session_attrs")
+        items: tuple[str, ...] = (
+            (query_host,) if isinstance(query_host, str) else tuple(query_host or ())
+        )
+        default_port = int(query_port if isinstance(query_port, str) else parsed.port or 5432)
+        pairs = [_split_host_port(item) for item in items] or [(parsed.host or "localhost", None)]
         return cls(
-            host=host or "localhost",
-            port=int(port or 5432),
+            hosts=tuple(host for host, _ in pairs),
+            ports=tuple(int(port) if port else default_port for _, port in pairs),
             user=parsed.username or "postgres",
             password=parsed.password,
             database=parsed.database or "postgres",
+            target_session_attrs=attrs if isinstance(attrs, str) else None,
         )
 
     def asyncpg_kwargs(self) -> dict[str, Any]:
+        several = len(self.hosts) > 1
         kwargs: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
+            "host": list(self.hosts) if several else self.host,
+            "port": list(self.ports) if several else self.port,
             "user": self.user,
             "database": self.database,
         }
         if self.password is not None:
             kwargs["password"] = self.password
+        if self.target_session_attrs is not None:
+            kwargs["target_session_attrs"] = self.target_session_attrs
         return kwargs
 
     def libpq_env(self) -> dict[str, str]:
         env = {
-            "PGHOST": self.host,
-            "PGPORT": str(self.port),
+            "PGHOST": ",".join(self.hosts),
+            "PGPORT": ",".join(str(port) for port in self.ports),
             "PGUSER": self.user,
             "PGDATABASE": self.database,
         }
         if self.password is not None:
             env["PGPASSWORD"] = self.password
+        if self.target_session_attrs is not None:
+            env["PGTARGETSESSIONATTRS"] = self.target_session_attrs
         return env
 
 

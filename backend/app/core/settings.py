@@ -190,6 +190,18 @@ class Settings(BaseSettings):
     reply_shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="At shutdown, time for running replies to finish."
     )
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="Behind a load balancer: at SIGTERM, how long readiness (`/health`) fails "
+        "before the server stops listening (long enough for the balancer's checks to take the "
+        "node out); then its event streams end without a final event, so clients reconnect to "
+        "another node. 0 (one server): streams get their final event before closing.",
+    )
+    fleet_nodes: int = Field(
+        default=3, ge=1, le=50, description="`make fleet`: how many nodes behind HAProxy."
+    )
     reply_sweep_s: float = Field(
         default=30.0, gt=0, description="How often orphaned streaming replies are failed."
     )

@@ -19,6 +19,9 @@ _UNREACHABLE = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A multi-host URL with target_session_attrs=read-write while no host is the primary yet
+    # (a failover in progress: the standby is not promoted).
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 
 
@@ -41,4 +44,5 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )

@@ -3,6 +3,10 @@
 In the generating process they read the in-memory text, token by token. Elsewhere they read the
 stored chunks from the offset they have reached, woken by the progress NOTIFY (or a slow poll,
 in case one is missed). Text only ever grows, so offsets mean the same thing everywhere.
+
+A process that is leaving releases its followers (`release`): their streams end without a
+final event, which tells clients to reconnect with `Last-Event-ID` — through the load balancer,
+to another process, which follows the reply from the database while it keeps generating here.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ class Followers:
         self._running = running
         self._coalesce_s = coalesce_s
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
+        #: Set when the process is leaving: unfinished streams end without a final event.
+        self.released = False
+
+    def release(self) -> None:
+        """End every stream of an unfinished reply now, without a final event (the clients
+        reconnect elsewhere); finished replies still get theirs."""
+        self.released = True
+        for reply in list(self._running.values()):
+            reply.nudge()
+        self.wake_all()
 
     async def follow(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
         reply = self._running.get(message_id)
@@ -41,6 +55,8 @@ class Followers:
             if reply.final is not None:
                 yield Progress(final=reply.final)
                 return
+            if self.released:
+                return
             # The final state could not be saved by this process: watch the row instead.
         async for progress in self._follow_stored(message_id, offset):
             yield progress
@@ -49,7 +65,7 @@ class Followers:
         """Text as the model produces it, until the reply is done. After a delta, tokens that
         arrive within `coalesce_s` travel together: the first token is never delayed, and a
         fast model costs one event per interval rather than one per token."""
-        while True:
+        while not self.released or reply.done.is_set():
             changed = reply.changed()
             done = reply.done.is_set()
             if reply.length > offset:
@@ -87,6 +103,8 @@ class Followers:
                 if status != "streaming":
                     final = await self._store.get(message_id)
                     yield Progress(final=final) if final is not None else Progress(gone=True)
+                    return
+                if self.released:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter, POLL_S)

@@ -90,6 +90,10 @@ class RunningReply:
         self.done.set()
         self._wake()
 
+    def nudge(self) -> None:
+        """Wake the followers without news, so they look at their own state (released?)."""
+        self._wake()
+
     def changed(self) -> asyncio.Future[None]:
         """A future resolved at the next append or at the end: register before reading."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 ORPHAN_ERROR = "the server generating this reply stopped before it finished"
 #: Retry delays of the supervisor while the database is away.
 MIN_DELAY_S, MAX_DELAY_S = 0.5, 10.0
+#: After this process gets its session back (the database restarted, or failed over to a
+#: standby, whose advisory locks start empty), the other processes come back within their own
+#: retry delay plus a connection attempt: until then their replies look orphaned, so no sweep.
+SETTLE_S = 2 * MAX_DELAY_S
 
 
 class Liveness:
@@ -59,6 +63,7 @@ class Liveness:
                 if not self._listener.connected:
                     # Our rows carry the current key: keep it while any of them runs.
                     await self._listener.connect(keep_key=bool(self._running))
+                    next_sweep = max(next_sweep, loop.time() + SETTLE_S)
                 if not self.ready and not self.stopping:
                     await self.sweep()
                     self.ready = True

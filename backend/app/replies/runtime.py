@@ -60,6 +60,12 @@ class ReplyRuntime:
             asyncio.create_task(self.liveness.supervise(), name="reply-liveness"),
         ]
 
+    def release_streams(self) -> None:
+        """The process is leaving: end the streams of unfinished replies without a final event,
+        so their clients reconnect (with `Last-Event-ID`) to another process; the replies go on
+        generating here (see `finish_replies`)."""
+        self.followers.release()
+
     async def finish_replies(self, grace_s: float) -> None:
         """Take no new replies; let running ones finish within `grace_s`; stop the rest, which
         saves them `failed` with their partial text (their streams get that final event).

@@ -43,6 +43,26 @@ async def test_liveness_does_not_touch_the_database(settings: Settings) -> None:
     assert ready.status_code == 503
 
 
+async def test_a_draining_process_fails_readiness_but_stays_alive(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """SIGTERM sets `draining` (app.main's `leave`): the load balancer must take the node out
+    while it finishes its work, without thinking it dead."""
+    lifecycle = app.state.services.lifecycle
+    lifecycle.draining = True
+    try:
+        ready = await client.get("/health")
+        head = await client.head("/health")
+        live = await client.get("/health/live")
+    finally:
+        lifecycle.draining = False
+    assert ready.status_code == head.status_code == 503
+    assert ready.json()["status"] == "draining"
+    assert ready.headers["retry-after"].isdigit()
+    assert live.status_code == 200
+    assert (await client.get("/health")).status_code == 200
+
+
 async def test_both_health_routes_answer_head(client: httpx.AsyncClient) -> None:
     for path in ("/health", "/health/live"):
         response = await client.head(path)

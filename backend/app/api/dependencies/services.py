@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.lifecycle import Lifecycle
 from app.core.security import TokenVerifier
 from app.core.settings import Settings
 from app.domain.ports import UnitOfWork
@@ -30,6 +31,8 @@ class Services:
     known_users: KnownUsers
     idempotency: IdempotencyPolicy
     replies: ReplyService
+    #: Draining (asked to stop): readiness fails so the load balancer takes the node out.
+    lifecycle: Lifecycle
 
 
 def services_of(request: Request) -> Services:
