@@ -380,6 +380,7 @@ async def _check_post(
         "tool_call_id": None,
         "finish_reason": None,
         "model": None,
+        "feedback": None,
     }
     for name, message in created.items():
         got = {k: v for k, v in message.items() if k not in {"id", "created_at", "parent_id"}}

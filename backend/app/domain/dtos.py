@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -568,7 +568,28 @@ def _time_text(value: Any) -> Any:
     return value
 
 
-ImportedTime = Annotated[datetime, BeforeValidator(_time_text)]
+def _in_utc(value: datetime) -> datetime:
+    """Stored in UTC: a time whose UTC date falls outside years 1..9999 cannot be."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC (years 1..9999)") from None
+
+
+ImportedTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_in_utc)]
+
+
+def _integer(value: Any) -> Any:
+    """A JSON integer (`2`, or `2.0`: JSON Schema counts it too), not `"2"` or `true`, which
+    Pydantic alone would take."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+#: An integer of a document.
+ImportedInt = Annotated[int, BeforeValidator(_integer)]
+ImportedId = Annotated[int, Field(ge=1, le=rules.JSON_ID_MAX), BeforeValidator(_integer)]
 
 
 def _requires_role(role: str) -> Callable[[Any, ValidationInfo], Any]:
@@ -653,11 +674,11 @@ class ImportedMessage(_Input):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": _IMPORTED_MESSAGE_RULES})
 
-    id: Annotated[MessageId | None, *NotNull] = Field(
+    id: Annotated[ImportedId | None, *NotNull] = Field(
         default=None,
         description="Exported documents only: the message's id there (parents refer to it).",
     )
-    parent_id: MessageId | None = Field(
+    parent_id: ImportedId | None = Field(
         default=None,
         description="Exported documents only: the id of the message this one answers (null: a "
         "root). An OpenAI-style list is one branch: each message answers the previous one.",
@@ -686,8 +707,8 @@ class ImportedMessage(_Input):
         description="The text (at most 100,000 characters, no NUL). Required and not empty, "
         "except in an assistant message that calls tools or was cancelled or failed.",
     )
-    tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
-    input_tokens: int = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
+    input_tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[
         str | None, Field(max_length=rules.MODEL_NAME_MAX_CHARS, pattern=rules.NO_NUL_PATTERN)
     ] = None
@@ -700,7 +721,7 @@ class ImportedMessage(_Input):
 
 
 class ImportedSession(_Input):
-    id: Annotated[int | None, Field(ge=1, le=rules.JSON_ID_MAX)] = Field(
+    id: ImportedId | None = Field(
         default=None, description="Its id where it was exported (ignored: a new one is made)."
     )
     title: Title
@@ -709,7 +730,7 @@ class ImportedSession(_Input):
     pinned: StrictBool = False
     created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
     updated_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
-    current_message_id: MessageId | None = Field(
+    current_message_id: ImportedId | None = Field(
         default=None, description="One of `messages`; default: none (an empty branch)."
     )
 
@@ -741,7 +762,7 @@ class SessionImportDTO(_Input):
     )
 
     format: Annotated[Literal["agent-stack.session"] | None, *NotNull] = None
-    version: Annotated[Literal[1] | None, *NotNull] = None
+    version: Annotated[Literal[1] | None, BeforeValidator(_integer), *NotNull] = None
     session: Annotated[ImportedSession | None, *NotNull] = None
     messages: list[ImportedMessage] = Field(
         max_length=rules.IMPORT_MESSAGES_MAX,

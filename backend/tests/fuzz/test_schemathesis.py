@@ -91,7 +91,9 @@ def _unique(items: list[Any], get: Any, put: Any) -> None:
 
 
 def _valid_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**53 - 1
+    """An id the schema takes: an integer (`2.0` counts) in range."""
+    integral = isinstance(value, int | float) and not isinstance(value, bool) and value % 1 == 0
+    return integral and 1 <= value <= 2**53 - 1  # type: ignore[operator]
 
 
 def _call(call_id: str) -> dict[str, Any]:
