@@ -12,6 +12,7 @@ from app.fleet import haproxy
 from app.fleet.fleet import FleetOptions
 from app.fleet.haproxy import Checks
 from app.fleet.processes import free_port_block
+from tests.support.system_tools import missing
 
 #: HAProxy notices a node going or coming back within about half a second.
 CHECKS = Checks(interval_ms=200, fall=2, rise=2)
@@ -20,7 +21,7 @@ CHECKS = Checks(interval_ms=200, fall=2, rise=2)
 @pytest.fixture(autouse=True)
 def _needs_haproxy() -> None:
     if haproxy.binary() is None:
-        pytest.skip("haproxy is not installed (make fleet-deps; .ci/run installs it)")
+        missing("haproxy is not installed (make fleet-deps; .ci/run installs it)")
 
 
 def node_env(settings: Settings, **overrides: object) -> dict[str, str]:

@@ -20,6 +20,7 @@ from tests.fleet.conftest import fleet_options, node_env
 from tests.fleet.load import Figures, Load, wait_for
 from tests.fleet.replication import DATABASE, postgres_bin, replicated_postgres
 from tests.support.database import upgrade
+from tests.support.system_tools import missing
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -56,7 +57,7 @@ async def test_failover_to_the_standby_loses_no_acknowledged_write(
 ) -> None:
     bin_dir = postgres_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries are not installed (.ci/run installs them)")
+        missing("PostgreSQL server binaries are not installed (.ci/run installs them)")
     figures = Figures("database failover")
     async with replicated_postgres(bin_dir) as cluster:
         await upgrade(cluster.url)  # the multi-host URL, through Alembic too
