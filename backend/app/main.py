@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import docs, errors, health, messages, openapi, sessions, users, web
+from app.api import docs, errors, health, messages, openapi, search, sessions, users, web
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
@@ -32,10 +32,12 @@ from app.core.tracing import Tracing
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
 from app.domain.services.replies import ReplyPolicy, ReplyService
+from app.domain.services.usage import DailyLimit
 from app.domain.services.users import KnownUsers
 from app.llm import build_provider
 from app.persistence.channels import USER_DELETED
 from app.persistence.listener import Listener
+from app.persistence.retention import RetentionPolicy, RetentionSweeper
 from app.persistence.unit_of_work import SqlUnitOfWork, unit_of_work_factory
 from app.replies import ReplyRuntime
 
@@ -95,6 +97,17 @@ def create_app(
         sweep_s=settings.reply_sweep_s,
         coalesce_s=settings.reply_coalesce_ms / 1000,
     )
+    sweeper = RetentionSweeper(
+        ConnectParams.from_url(engine.url),
+        RetentionPolicy(
+            retention_days=settings.retention_days,
+            batch_size=settings.retention_batch_size,
+            pause_s=settings.retention_pause_ms / 1000,
+            interval_s=settings.retention_sweep_s,
+        ),
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
     tokens = RememberedTokens(
         OidcTokens(settings) if settings.auth_mode == "oidc" else LocalTokens(settings)
     )
@@ -114,12 +127,14 @@ def create_app(
         known_users,
         observer=ReplyTelemetry(model_name(settings.llm_provider, settings.llm_model)),
         idempotency=idempotency,
+        daily_limit=DailyLimit(settings.user_daily_token_limit),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
         await runtime.start()
+        sweeping = asyncio.create_task(sweeper.run(), name="retention-sweep")
         finishing: list[asyncio.Task[None]] = []
 
         async def leave(hurry: asyncio.Event) -> None:
@@ -142,6 +157,8 @@ def create_app(
         try:
             yield
         finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
             if finishing:
                 await asyncio.gather(*finishing, return_exceptions=True)
             # Running replies finish within the grace period or are saved `failed`.
@@ -175,6 +192,7 @@ def create_app(
         lifecycle=lifecycle,
     )
     app.state.reply_runtime = runtime  # for operators' tools and tests, not for routes
+    app.state.retention = sweeper
 
     app.add_middleware(
         CrossOrigin,
@@ -195,7 +213,7 @@ def create_app(
     docs.install(app)
     web.install(app, settings)
     openapi.install(app)
-    for router in (sessions, messages, replies_api, users, health, metrics_api):
+    for router in (sessions, messages, replies_api, users, search, health, metrics_api):
         # The routes themselves, not `include_router`: each included router is one more layer
         # that every request is matched through (FastAPI 0.165; 5-10% of a warm request). A
         # module's router already gave its routes their prefix, tags, responses and class.

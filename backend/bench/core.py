@@ -109,8 +109,8 @@ async def seed(conn: asyncpg.Connection[Any], subject: str) -> int:
         )
         await conn.execute(
             """
-            INSERT INTO messages (session_id, role, content, tokens, created_at)
-            SELECT s.id, CASE WHEN m % 2 = 1 THEN 'user' ELSE 'assistant' END,
+            INSERT INTO messages (session_id, user_id, role, content, tokens, created_at)
+            SELECT s.id, s.user_id, CASE WHEN m % 2 = 1 THEN 'user' ELSE 'assistant' END,
                    'Message ' || m || ' of session ' || s.id, m * 7,
                    s.created_at + (m - 1) * interval '1.5 second'
             FROM sessions AS s, generate_series(1, $2::int) AS m

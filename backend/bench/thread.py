@@ -48,8 +48,8 @@ def _seed_statements(subject: str) -> list[str]:
         "INSERT INTO sessions (user_id, title, message_count) "
         f"SELECT id, 'long branch', {MESSAGES} FROM users WHERE auth0_id = '{subject}'",
         # Text of a typical chat message's size; timestamps in id order.
-        "INSERT INTO messages (session_id, role, content, tokens, created_at) "
-        "SELECT s.id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'assistant' END, "
+        "INSERT INTO messages (session_id, user_id, role, content, tokens, created_at) "
+        "SELECT s.id, s.user_id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'assistant' END, "
         "'Message ' || g || ': ' || repeat('lorem ipsum ', 20), 30, "
         "now() - interval '1 day' + g * interval '1 second' "
         f"FROM sessions AS s JOIN users AS u ON u.id = s.user_id AND u.auth0_id = '{subject}', "

@@ -53,10 +53,10 @@ TOP_RECORDS = 8
 _WRITE_ONCE = """
 WITH s AS (
     UPDATE sessions SET message_count = message_count + 2, updated_at = clock_timestamp()
-    WHERE id = $1 RETURNING id, updated_at
+    WHERE id = $1 RETURNING id, user_id, updated_at
 )
-INSERT INTO messages (session_id, role, content, tokens, input_tokens, status, created_at)
-SELECT s.id, r.role, r.content, r.tokens, r.input_tokens, 'completed', s.updated_at
+INSERT INTO messages (session_id, user_id, role, content, tokens, input_tokens, status, created_at)
+SELECT s.id, s.user_id, r.role, r.content, r.tokens, r.input_tokens, 'completed', s.updated_at
 FROM s, (VALUES ('user', $2, 0, 0), ('assistant', $3, $4::int, $5::int))
     AS r(role, content, tokens, input_tokens)
 """

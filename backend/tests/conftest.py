@@ -42,6 +42,9 @@ def settings(migrated_url: str) -> Settings:
         auth_secret=AUTH_SECRET,
         db_pool_size=10,
         db_max_overflow=10,
+        # Tests run the retention sweep themselves (tests/api/test_retention.py): a sweep of
+        # the shared app's own would race with the truncation between tests.
+        retention_sweep_s=86_400,
     )
 
 

@@ -23,6 +23,7 @@ from app.domain.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    QuotaExceeded,
     TooLarge,
     Unavailable,
 )
@@ -37,6 +38,7 @@ _STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
+    QuotaExceeded: 429,
     TooLarge: 413,
     Unavailable: 503,
 }
@@ -104,6 +106,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state.",
         413: "Request body larger than the configured limit.",
         422: "The request broke a validation rule; `errors` lists each field.",
+        429: "The caller's allowance is used up; it is renewed after `Retry-After` seconds.",
         503: "The database or the identity provider is unreachable; retry after `Retry-After` "
         "seconds.",
     }
@@ -142,6 +145,8 @@ def _allowed_methods(request: Request) -> str:
 def _domain_problem(exc: DomainError) -> JSONResponse:
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if isinstance(exc, QuotaExceeded):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     errors = None
     if isinstance(exc, InvalidInput) and exc.loc is not None:
         errors = [{"loc": list(exc.loc), "msg": exc.detail, "type": "value_error"}]

@@ -53,13 +53,16 @@ async def create_session(
     """Start a new chat session owned by the caller. The title is trimmed (1..500 characters);
     `metadata` (optional) labels it, to filter the list by.
 
+    With `expires_at` (a time in the future) it is a temporary chat: after that time it is gone
+    from every route (404) and deleted with its messages by the retention sweep.
+
     Send an `Idempotency-Key` to make retries safe (see the header). 409 when the caller already
     has `MAX_SESSIONS_PER_USER` sessions, or while a request with the same key is running.
     """
     caller = idempotency.caller
     return await idempotency.run(
         lambda uow: SessionService(uow, caller.services.limits).create(
-            caller.user_id, body.title, body.metadata
+            caller.user_id, body.title, body.metadata, body.expires_at
         )
     )
 
@@ -124,6 +127,8 @@ async def update_session(
     - `title`; `current_message_id` switches branch (any message of the session; 422
       otherwise): the thread shows the branch through it and new messages go under it. Either
       counts as activity: the session moves to the top of its part of the list.
+    - `expires_at`: a time in the future makes it a temporary chat, `null` keeps it again;
+      activity too.
     - `metadata` replaces the metadata as a whole (`{}` clears it); `archived` hides the session
       from the list (or brings it back); `pinned` lists it first. None of these is activity.
     """
@@ -135,6 +140,7 @@ async def update_session(
         metadata=body.metadata,
         archived=body.archived,
         pinned=body.pinned,
+        expiry=body.expiry,
     )
 
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.api.dependencies.auth import CallerDep
 from app.api.errors import problem_responses
 from app.api.routing import StrictQueryRoute
-from app.domain.dtos import UserDTO
+from app.domain.dtos import UsageDTO, UsageGrouping, UserDTO
 from app.domain.services.transfer import TransferService
+from app.domain.services.usage import UsageService, parse_moment
 from app.domain.services.users import UserService
 
 NDJSON = "application/x-ndjson"
+
+
+def _moment_schema(schema: dict[str, Any]) -> None:
+    """`from` and `to` are strings holding an ISO 8601 date or date-time (never null: leave
+    the parameter out instead)."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="string", maxLength=40, anyOf=[{"format": "date"}, {"format": "date-time"}])
+
 
 router = APIRouter(
     route_class=StrictQueryRoute,
@@ -38,6 +50,42 @@ async def delete_me(caller: CallerDep) -> Response:
     request with a valid token starts a new, empty account."""
     await UserService(caller.uow, caller.services.known_users).erase(caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/usage", summary="My token usage", response_model_by_alias=True)
+async def get_my_usage(
+    caller: CallerDep,
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=40,
+            json_schema_extra=_moment_schema,
+            description="Start of the period (included): a date (its first instant, UTC) or a "
+            "date-time (without a zone: UTC). Default: 30 days before `to`.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            max_length=40,
+            json_schema_extra=_moment_schema,
+            description="End of the period (excluded): a date means the end of that day (UTC), "
+            "so `to=2026-11-30` includes the 30th. Default: now.",
+        ),
+    ] = None,
+    group_by: Annotated[
+        UsageGrouping, Query(description="`day` (UTC), `model` or `session`.")
+    ] = "day",
+) -> UsageDTO:
+    """Input and output tokens and the number of replies the service generated for the
+    caller in the period, in total and by group, from the replies themselves (messages posted
+    by clients and a fork's copies are not counted; nor are expired temporary sessions). `from`
+    must come before `to` and the period span at most 366 days (422 otherwise)."""
+    return await UsageService(caller.uow).report(
+        caller.user_id, parse_moment(start, "from"), parse_moment(end, "to"), group_by
+    )
 
 
 @router.get(

@@ -131,6 +131,37 @@ class Settings(BaseSettings):
 
     max_sessions_per_user: int = Field(default=10_000, ge=1)
     max_messages_per_session: int = Field(default=10_000, ge=1)
+    user_daily_token_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Input plus output tokens a user's replies may use per UTC day; unset: no "
+        "limit. A reply that would start at or over it answers 429.",
+    )
+
+    search_config: str = Field(
+        default="simple",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL text search configuration of full-text search (`simple`: no "
+        "stemming, no stop words, right for mixed languages). Applied by the migration that "
+        "builds the search columns, and used by every query.",
+    )
+
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Sessions idle longer than this are deleted with their messages; unset: "
+        "kept forever. Expired temporary sessions are deleted either way.",
+    )
+    retention_sweep_s: float = Field(
+        default=300.0, gt=0, description="How often the retention sweep runs."
+    )
+    retention_batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Sessions deleted per short transaction."
+    )
+    retention_pause_ms: int = Field(
+        default=50, ge=0, le=60_000, description="Pause between two batches of the sweep."
+    )
     import_max_messages: int = Field(
         default=10_000,
         ge=1,
@@ -223,7 +254,12 @@ class Settings(BaseSettings):
         return (value.strip().lower() or None) if isinstance(value, str) else value
 
     @field_validator(
-        "otel_exporter_otlp_endpoint", "metrics_token", "oidc_client_id", mode="before"
+        "otel_exporter_otlp_endpoint",
+        "metrics_token",
+        "oidc_client_id",
+        "retention_days",
+        "user_daily_token_limit",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

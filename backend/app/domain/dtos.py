@@ -146,9 +146,31 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _in_utc(value: datetime) -> datetime:
+    """Stored in UTC: a time whose UTC date falls outside years 1..9999 cannot be."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC (years 1..9999)") from None
+
+
+ExpiresAt = Annotated[
+    datetime,
+    Field(
+        description="A temporary chat: after this time (in the future, with a time zone) the "
+        "session is gone from every route, and the retention sweep deletes it with its messages.",
+        examples=["2030-01-01T00:00:00Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
+    AfterValidator(rules.validate_expiry),
+    AfterValidator(_in_utc),
+]
+
+
 class SessionCreateDTO(_Input):
     title: Title
     metadata: Metadata = Field(default_factory=dict)
+    expires_at: Annotated[ExpiresAt | None, *NotNull] = None
 
 
 class SessionUpdateDTO(_Input):
@@ -173,14 +195,25 @@ class SessionUpdateDTO(_Input):
     pinned: Annotated[StrictBool | None, *NotNull] = Field(
         default=None, description="Pinned sessions come first in the list."
     )
+    expires_at: ExpiresAt | None = Field(
+        default=None,
+        description="Make the session temporary (a time in the future), or `null` to keep it "
+        "again; left out, unchanged.",
+    )
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> SessionUpdateDTO:
         if not self.model_fields_set:
             raise ValueError(
-                "give at least one of title, current_message_id, metadata, archived, pinned"
+                "give at least one of title, current_message_id, metadata, archived, pinned, "
+                "expires_at"
             )
         return self
+
+    @property
+    def expiry(self) -> datetime | Literal["keep"] | None:
+        """The new expiry: a time, None (clear it), or "keep" when the field was left out."""
+        return self.expires_at if "expires_at" in self.model_fields_set else "keep"
 
 
 class FunctionCallIn(_Input):
@@ -398,6 +431,9 @@ class SessionDTO(_Output):
     )
     archived: bool = Field(default=False, description="Hidden from the list unless asked for.")
     pinned: bool = Field(default=False, description="Listed before the unpinned sessions.")
+    expires_at: datetime | None = Field(
+        default=None, description="When a temporary chat goes; null: kept (subject to retention)."
+    )
 
 
 class FunctionCall(_Output):
@@ -508,6 +544,56 @@ class UserDTO(BaseModel):
     session_count: int = Field(description="How many chat sessions the account owns.")
 
 
+class SnippetPart(_Output):
+    text: str = Field(description="Text of the message or title, to be shown as text.")
+    match: bool = Field(description="This part matches the query: highlight it.")
+
+
+class SearchHitDTO(_Output):
+    """A message, or a session title, matching a search."""
+
+    kind: Literal["message", "title"] = Field(
+        description="`message`: a message matched; `title`: the session's title matched."
+    )
+    session_id: int
+    session_title: str
+    message_id: int | None = Field(description="The matching message; null for a title hit.")
+    role: Role | None = Field(description="The message's role; null for a title hit.")
+    created_at: datetime = Field(
+        description="The message's time; for a title hit, the session's last activity."
+    )
+    snippet: list[SnippetPart] = Field(
+        description="An excerpt around the best match (a title hit: the whole title) in parts, "
+        "the matching words marked `match: true`. No HTML: render every part as text."
+    )
+
+
+UsageGrouping = Literal["day", "model", "session"]
+
+
+class UsageTotals(_Output):
+    input_tokens: int = Field(description="Prompt tokens of the replies.")
+    output_tokens: int = Field(description="Tokens the replies produced.")
+    replies: int = Field(description="Replies started (streaming ones included).")
+
+
+class UsageGroupDTO(UsageTotals):
+    key: str = Field(
+        description="The group: a UTC day (`YYYY-MM-DD`), a model name (empty when none was "
+        "recorded), or a session id in decimal."
+    )
+
+
+class UsageDTO(_Output):
+    start: datetime = Field(alias="from", description="Start of the period (included).")
+    end: datetime = Field(alias="to", description="End of the period (excluded).")
+    group_by: UsageGrouping
+    total: UsageTotals
+    groups: list[UsageGroupDTO] = Field(description="One per group with usage, in key order.")
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+
 # --- Export and import ----------------------------------------------------------------------
 
 #: What an exported document says it is, and which version of that shape.
@@ -525,6 +611,10 @@ class ExportedSession(_Output):
     updated_at: datetime
     current_message_id: int | None = Field(
         description="The last message of the active branch: one of `messages` (or null)."
+    )
+    expires_at: datetime | None = Field(
+        description="When a temporary chat goes (null: kept). An import keeps it only while it "
+        "is ahead."
     )
 
 
@@ -566,14 +656,6 @@ def _time_text(value: Any) -> Any:
     if not isinstance(value, str) or rules.TIME_PREFIX.match(value) is None:
         raise ValueError("a date-time string, such as 2026-11-27T08:00:00Z")
     return value
-
-
-def _in_utc(value: datetime) -> datetime:
-    """Stored in UTC: a time whose UTC date falls outside years 1..9999 cannot be."""
-    try:
-        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    except OverflowError:
-        raise ValueError("out of range once in UTC (years 1..9999)") from None
 
 
 ImportedTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_in_utc)]
@@ -732,6 +814,12 @@ class ImportedSession(_Input):
     updated_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
     current_message_id: ImportedId | None = Field(
         default=None, description="One of `messages`; default: none (an empty branch)."
+    )
+    expires_at: ImportedTime | None = Field(
+        default=None,
+        description="A temporary chat's end. Kept when it is still ahead; a time already passed "
+        "imports the session as a kept one (null), so a temporary chat exported and imported "
+        "after its end is not refused.",
     )
 
 

@@ -65,6 +65,16 @@ class InvalidInput(DomainError, ValueError):
         self.loc = loc
 
 
+class QuotaExceeded(DomainError):
+    """The caller has used up an allowance; `retry_after_s`: when it is renewed."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **extensions: object) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(DomainError):
     """A dependency (the database, an identity provider) cannot be reached right now."""
 

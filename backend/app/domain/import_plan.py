@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.domain.dtos import ImportedMessage, SessionImportDTO
 from app.domain.errors import InvalidInput, TooLarge
@@ -24,6 +24,8 @@ class ImportPlan:
     pinned: bool
     created_at: datetime | None
     updated_at: datetime | None
+    #: A temporary chat's end, only when still ahead.
+    expires_at: datetime | None
     #: Parents before children; `parents[i]` is the position in `messages` of message i's
     #: parent (None for a root).
     messages: list[ImportedMessage]
@@ -142,6 +144,13 @@ def _title(doc: SessionImportDTO) -> str:
     return DEFAULT_TITLE
 
 
+def _ahead(moment: datetime | None) -> datetime | None:
+    """An imported expiry (in UTC), if it has not passed. One already passed is dropped rather
+    than refused: a temporary chat exported and imported after its end comes back as a kept
+    session, instead of failing or vanishing at once."""
+    return moment if moment is not None and moment > datetime.now(UTC) else None
+
+
 def plan_import(doc: SessionImportDTO, max_messages: int) -> ImportPlan:
     """Check the document and order its messages, or say which item is wrong (422 naming its
     position) or that it holds too many (413)."""
@@ -162,6 +171,7 @@ def plan_import(doc: SessionImportDTO, max_messages: int) -> ImportPlan:
         pinned=session.pinned if session else False,
         created_at=session.created_at if session else None,
         updated_at=session.updated_at if session else None,
+        expires_at=_ahead(session.expires_at) if session else None,
         messages=[doc.messages[old] for old in order],
         parents=[
             new_position[parent] if (parent := parents[old]) is not None else None for old in order

@@ -59,3 +59,35 @@ class PageRequest:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: Cursor | None
+
+
+#: Every string matching this decodes to a valid search cursor: the score (a relevance rank in
+#: millionths), the hit's time in microseconds, its kind (`m` message, `s` session title) and id.
+SEARCH_CURSOR_PATTERN = r"^[0-9]{1,12}_-?[0-9]{1,16}_[ms]_[1-9][0-9]{0,17}$"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCursor:
+    """Position after a search hit: hits are ordered by `(score, at, kind, id)` descending, a
+    total order (a message and a session may share an id, never a kind)."""
+
+    score: int
+    at: datetime
+    kind: str
+    id: int
+
+    def encode(self) -> str:
+        return f"{self.score}_{(self.at - _EPOCH) // _MICROSECOND}_{self.kind}_{self.id}"
+
+    @classmethod
+    def decode(cls, token: str) -> SearchCursor:
+        if re.fullmatch(SEARCH_CURSOR_PATTERN, token) is None:
+            raise InvalidInput("cursor is malformed; use the value from a Link header")
+        score, micros, kind, row_id = token.split("_")
+        return cls(int(score), _EPOCH + int(micros) * _MICROSECOND, kind, int(row_id))
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage(Generic[T]):
+    items: list[T]
+    next_cursor: SearchCursor | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from app.domain.dtos import (
@@ -20,11 +21,13 @@ from app.domain.dtos import (
     SessionDTO,
     ThreadMessageDTO,
     ToolCall,
+    UsageGrouping,
     UserDTO,
 )
 from app.domain.import_plan import ImportPlan
 from app.domain.language_model import PromptMessage
-from app.domain.pagination import PageRequest
+from app.domain.pagination import PageRequest, SearchCursor
+from app.domain.search import Markers
 
 #: Where a reply's new messages go: under the session's current message, under a given
 #: message of the session, or (None) at the root.
@@ -62,20 +65,28 @@ class UserRepository(Protocol):
         ...
 
 
+#: A session's new expiry: a time, None (not temporary any more), or "keep" (unchanged).
+Expiry = datetime | None | Literal["keep"]
+
+
 @dataclass(frozen=True, slots=True)
 class SessionChanges:
-    """What a `PATCH` changes: None leaves a field as it is."""
+    """What a `PATCH` changes: None (for `expiry`, "keep") leaves a field as it is."""
 
     title: str | None = None
     current_message_id: int | None = None
     metadata: Mapping[str, str] | None = None
     archived: bool | None = None
     pinned: bool | None = None
+    expiry: Expiry = "keep"
 
     @property
     def is_activity(self) -> bool:
-        """A rename or a branch switch moves the session up the list; the rest does not."""
-        return self.title is not None or self.current_message_id is not None
+        """A rename, a branch switch or a new expiry moves the session up the list; the rest
+        does not."""
+        return (
+            self.title is not None or self.current_message_id is not None or self.expiry != "keep"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +98,18 @@ class SessionTree:
 
 
 class SessionRepository(Protocol):
+    """Every query treats an expired session (`expires_at` passed) as missing."""
+
     async def add(
         self,
         user_id: int,
         title: str,
         max_sessions: int,
         metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
     ) -> SessionDTO | None:
         """Insert and count it on the owner, in one statement; None when the owner already has
-        `max_sessions` sessions or no longer exists."""
+        `max_sessions` sessions (expired ones not counted) or no longer exists."""
         ...
 
     async def add_imported(
@@ -134,8 +148,8 @@ class SessionRepository(Protocol):
     async def update(
         self, session_id: int, user_id: int, changes: SessionChanges
     ) -> SessionDTO | None:
-        """Apply the changes in one statement (a rename or branch switch counts as activity);
-        None when there is no such session, or `current_message_id` is not one of its
+        """Apply the changes in one statement (a rename, branch switch or new expiry counts as
+        activity); None when there is no such session, or `current_message_id` is not one of its
         messages."""
         ...
 
@@ -287,9 +301,9 @@ class MessageRepository(Protocol):
         """The id of the session's reply that is still streaming, if any."""
         ...
 
-    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
-        """Inside `atomic()`: insert the plan's messages into the new, empty session in one
-        statement (new ids in the plan's order, parents mapped), count them and point the
+    async def add_tree(self, user_id: int, session_id: int, plan: ImportPlan) -> SessionDTO:
+        """Inside `atomic()`: insert the plan's messages into the caller's new, empty session in
+        one statement (new ids in the plan's order, parents mapped), count them and point the
         session at the current one."""
         ...
 
@@ -342,6 +356,67 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SearchRow:
+    """A hit as stored: its sort key (`score`, `at`, `kind`, `id`) and its marked snippet."""
+
+    kind: Literal["m", "s"]
+    id: int
+    score: int
+    at: datetime
+    session_id: int
+    session_title: str
+    role: Role | None
+    marked: str
+
+
+class SearchRepository(Protocol):
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int,
+        after: SearchCursor | None,
+        config: str,
+        markers: Markers,
+    ) -> Sequence[SearchRow]:
+        """The caller's messages and live sessions' titles matching `query` (web-search
+        syntax, text search configuration `config`), best first: `score` (relevance in
+        millionths), then time, kind and id, descending; each snippet marked with `markers`.
+        Empty when the query holds no term to look for (only stop words, signs, or negations)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str
+    input_tokens: int
+    output_tokens: int
+    replies: int
+
+
+class UsageRepository(Protocol):
+    """Counts the replies this service generated (not messages posted by clients, nor a fork's
+    copies of replies), from the messages' own columns, one user's rows only."""
+
+    async def report(
+        self, user_id: int, start: datetime, end: datetime, group_by: UsageGrouping
+    ) -> Sequence[UsageRow]:
+        """Usage in `[start, end)` by group, in key order; expired sessions left out."""
+        ...
+
+    async def hold(self, user_id: int) -> None:
+        """Inside `atomic()`: take the user's usage lock until the transaction ends, so checks
+        and reply starts of one user run one at a time, in every process."""
+        ...
+
+    async def used_since(self, user_id: int, since: datetime) -> int:
+        """Input plus output tokens of the user's replies created since `since`; a reply still
+        streaming counts as one token (its usage is not known yet)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One use case's access to storage.
 
@@ -358,6 +433,10 @@ class UnitOfWork(Protocol):
     def messages(self) -> MessageRepository: ...
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+    @property
+    def search(self) -> SearchRepository: ...
+    @property
+    def usage(self) -> UsageRepository: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]: ...
 

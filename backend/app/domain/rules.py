@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from app.domain.errors import InvalidInput
 
@@ -193,4 +194,14 @@ def validate_message_shape(
 def validate_tokens(value: int) -> int:
     if not 0 <= value <= TOKENS_MAX:
         raise InvalidInput(f"tokens must be between 0 and {TOKENS_MAX}")
+    return value
+
+
+def validate_expiry(value: datetime) -> datetime:
+    """A temporary chat's end: an aware time, in the future (a past one would delete the chat
+    as it is created or renamed)."""
+    if value.tzinfo is None:
+        raise InvalidInput("expires_at needs a time zone (e.g. `Z` or `+01:00`)")
+    if value <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future")
     return value

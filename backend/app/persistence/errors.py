@@ -18,6 +18,12 @@ _UNREACHABLE = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
+    # "terminating connection because of crash of another server process": the primary went
+    # down hard (a killed server, an immediate shutdown before a failover).
+    asyncpg.exceptions.CrashShutdownError,
+    # A write reached a server that is (still, or again) a read-only standby: during a
+    # failover, retrying shortly reaches the new primary.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.TooManyConnectionsError,
     # A multi-host URL with target_session_attrs=read-write while no host is the primary yet
     # (a failover in progress: the standby is not promoted).

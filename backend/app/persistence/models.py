@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names from the first migration on, so later migrations can address them.
@@ -40,6 +41,20 @@ NAMING_CONVENTION = {
 ROLES = ("user", "assistant", "system", "tool")
 STATUSES = ("streaming", "completed", "cancelled", "failed")
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "cancelled", "error")
+
+#: The text search configuration the search columns are built with. The migration applies
+#: SEARCH_CONFIG (default `simple`); this is the default, for Alembic's comparison only (it does
+#: not compare generated expressions).
+SEARCH_CONFIG = "simple"
+
+
+def title_vector(config: str) -> str:
+    """A session title's lexemes, weighted `A` so a title match ranks above a message's."""
+    return f"setweight(to_tsvector('{config}'::regconfig, title), 'A')"
+
+
+def content_vector(config: str) -> str:
+    return f"to_tsvector('{config}'::regconfig, content)"
 
 
 class Base(DeclarativeBase):
@@ -72,6 +87,24 @@ class ChatSession(Base):
     __table_args__ = (
         CheckConstraint("char_length(title) BETWEEN 1 AND 500", name="title_length"),
         CheckConstraint("message_count >= 0", name="message_count_non_negative"),
+        # Messages carry their owner too: this is what their composite key points at.
+        UniqueConstraint("id", "user_id", name="uq_sessions_id_user_id"),
+        # The retention sweep: idle sessions, oldest first.
+        Index("ix_sessions_updated_at", "updated_at"),
+        # Temporary chats: the sweep, and the owner's count of those already expired.
+        Index(
+            "ix_sessions_user_id_expires_at",
+            "user_id",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
+        # "This user's sessions whose title matches": btree_gin puts user_id in the same index.
+        Index(
+            "ix_sessions_user_id_search_vector",
+            "user_id",
+            "search_vector",
+            postgresql_using="gin",
+        ),
         # The list: the caller's archived or unarchived sessions, pinned first, then by
         # recency; `(pinned, updated_at, id)` is the keyset cursor's total order.
         Index(
@@ -121,6 +154,13 @@ class ChatSession(Base):
     )
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="A temporary chat: gone from every route after this time, then deleted",
+    )
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(title_vector(SEARCH_CONFIG), persisted=True), nullable=False
+    )
 
 
 class Message(Base):
@@ -138,6 +178,24 @@ class Message(Base):
         CheckConstraint("input_tokens >= 0", name="input_tokens_non_negative"),
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status_known"),
         Index("ix_messages_session_id_created_at_id", "session_id", "created_at", "id"),
+        # A message belongs to its session's owner: the composite key keeps `user_id` equal to
+        # the session's, so user-wide queries (search, usage) need no join to be owned.
+        ForeignKeyConstraint(
+            ["session_id", "user_id"],
+            ["sessions.id", "sessions.user_id"],
+            name="fk_messages_session_id_user_id_sessions",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+        # Usage by time, one user's rows only.
+        Index("ix_messages_user_id_created_at", "user_id", "created_at"),
+        # "This user's messages matching q" in one index (btree_gin: user_id beside the lexemes).
+        Index(
+            "ix_messages_user_id_search_vector",
+            "user_id",
+            "search_vector",
+            postgresql_using="gin",
+        ),
         # One reply at a time per session, across every server process; also the small index
         # the stale-reply sweep scans.
         Index(
@@ -183,9 +241,8 @@ class Message(Base):
     )
 
     id: Mapped[int] = _id()
-    session_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
-    )
+    session_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, comment="The session's owner")
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     tokens: Mapped[int] = mapped_column(
@@ -215,6 +272,9 @@ class Message(Base):
     feedback_comment: Mapped[str | None] = mapped_column(Text)
     feedback_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="When the current feedback was given"
+    )
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(content_vector(SEARCH_CONFIG), persisted=True), nullable=False
     )
 
 

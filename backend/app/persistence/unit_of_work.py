@@ -37,7 +37,9 @@ from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
 from app.persistence.repositories.replies import SqlReplyRepository
+from app.persistence.repositories.search import SqlSearchRepository
 from app.persistence.repositories.sessions import SqlSessionRepository
+from app.persistence.repositories.usage import SqlUsageRepository
 from app.persistence.repositories.users import SqlUserRepository
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class SqlUnitOfWork:
         self.messages = SqlMessageRepository(self)
         self.idempotency = SqlIdempotencyRepository(self)
         self.replies = SqlReplyRepository(self)
+        self.search = SqlSearchRepository(self)
+        self.usage = SqlUsageRepository(self)
 
     # --- what repositories call ---------------------------------------------------------------
 
@@ -133,7 +137,13 @@ class SqlUnitOfWork:
         except BaseException as exc:
             # An error the server answered with leaves the connection fine; a lost, timed out
             # or interrupted one (or the server ending the session) is never handed back.
-            self._lost = not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
+            self._lost = (
+                not isinstance(exc, asyncpg.PostgresError)
+                or driver.is_closed()
+                # A server that turned read-only (a demoted primary) is left for a new
+                # connection, which `target_session_attrs` sends to the primary.
+                or isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError)
+            )
             if self._lost:
                 await self._release(broken=exc)
             elif self._transaction is None:

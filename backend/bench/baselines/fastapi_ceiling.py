@@ -72,6 +72,7 @@ class SessionOut(BaseModel):
     metadata: Annotated[dict[str, str], BeforeValidator(_from_json)] = {}
     archived: bool = False
     pinned: bool = False
+    expires_at: datetime | None = None
 
 
 class MessageOut(BaseModel):

@@ -34,8 +34,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SESSION_COLUMNS = (
     "id, user_id, title, message_count, created_at, updated_at, current_message_id, metadata, "
-    "archived, pinned"
+    "archived, pinned, expires_at"
 )
+#: A temporary session past its expiry is gone, as in the app.
+LIVE = "(expires_at IS NULL OR expires_at > now())"
 MESSAGE_COLUMNS = (
     "id, session_id, role, content, tokens, created_at, status, input_tokens, error, parent_id, "
     "tool_calls, tool_call_id, finish_reason, model, CASE WHEN feedback_rating IS NULL THEN NULL "
@@ -49,21 +51,21 @@ MESSAGE_NAMES = (
 )
 
 LIST_SESSIONS = (
-    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id=$1 AND archived = false "
+    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id=$1 AND archived = false AND {LIVE} "
     "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $2"
 )
-GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=$1 AND user_id=$2"
+GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=$1 AND user_id=$2 AND {LIVE}"
 # The session row is locked first and the message goes under its current message (appends to
 # one session serialise and chain, as in the app); then the session's counter, recency and
 # current message move with it, in one statement. No row from `s`: not the caller's session,
 # nothing inserted.
 ADD_MESSAGE = f"""
 WITH s AS (
-    SELECT id, current_message_id FROM sessions WHERE id = $1 AND user_id = $2
+    SELECT id, current_message_id FROM sessions WHERE id = $1 AND user_id = $2 AND {LIVE}
     FOR NO KEY UPDATE
 ), m AS (
-    INSERT INTO messages (session_id, parent_id, role, content, tokens, created_at)
-    SELECT s.id, s.current_message_id, $3, $4, $5, clock_timestamp() FROM s
+    INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, created_at)
+    SELECT s.id, $2, s.current_message_id, $3, $4, $5, clock_timestamp() FROM s
     RETURNING {MESSAGE_COLUMNS}
 ), moved AS (
     UPDATE sessions
@@ -81,7 +83,7 @@ LEFT JOIN LATERAL (
     SELECT {MESSAGE_COLUMNS}
     FROM messages WHERE session_id = s.id ORDER BY created_at, id LIMIT $3
 ) AS m ON true
-WHERE s.id = $1 AND s.user_id = $2
+WHERE s.id = $1 AND s.user_id = $2 AND {LIVE.replace("expires_at", "s.expires_at")}
 """
 
 SESSION_DEFAULT_LIMIT = 50
@@ -107,6 +109,7 @@ def _session(row: asyncpg.Record) -> dict[str, Any]:
         "metadata": json.loads(row["metadata"]),
         "archived": row["archived"],
         "pinned": row["pinned"],
+        "expires_at": _timestamp(row["expires_at"]) if row["expires_at"] else None,
     }
 
 

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.database import create_engine
+from app.core.database import async_url, create_engine
 from app.core.settings import Settings
 from app.main import create_app
 from tests.support.proxy import DatabaseProxy
@@ -80,3 +81,25 @@ async def test_outage_gives_503_then_recovers(
     assert [s["title"] for s in listed.json()] == ["before"]  # acknowledged kept, 503 not applied
     after = await client.post("/api/sessions/", json={"title": "after"}, headers=alice)
     assert after.status_code == 201
+
+
+async def test_a_read_only_server_answers_503_not_500(settings: Settings, auth: Auth) -> None:
+    """Mid-failover a write can reach a server that is still (or again) a read-only standby:
+    a 503 with Retry-After makes the client retry onto the new primary."""
+    assert settings.database_url is not None
+    engine = create_async_engine(
+        async_url(settings.database_url),
+        connect_args={"server_settings": {"default_transaction_read_only": "on"}},
+    )
+    app = create_app(settings, engine=engine)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post(
+                "/api/sessions/", json={"title": "on a standby"}, headers=auth("alice")
+            )
+    finally:
+        await engine.dispose()
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"]
+    assert response.headers["content-type"] == "application/problem+json"

@@ -54,6 +54,9 @@ async def test_warm_requests_cost_one_round_trip_each(
         ("GET", "/api/sessions/?metadata=a:b&metadata=c:d&archived=true", None),
         ("GET", f"/api/sessions/{session_id}/thread", None),
         ("GET", "/api/users/me", None),
+        ("GET", "/api/search?q=hi", None),
+        ("GET", "/api/users/me/usage?group_by=model", None),
+        ("PATCH", f"/api/sessions/{session_id}", {"expires_at": "2999-01-01T00:00:00Z"}),
     ]
     for method, url, body in requests:
         await client.request(method, url, json=body, headers=alice)  # warm: statements prepared

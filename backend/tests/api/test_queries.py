@@ -112,8 +112,8 @@ _SEED_TREE = (
     "INSERT INTO users (auth0_id) VALUES ('trees')",
     "INSERT INTO sessions (user_id, title, message_count) "
     f"SELECT id, 'long', {MESSAGES} FROM users WHERE auth0_id = 'trees'",
-    "INSERT INTO messages (session_id, role, content, created_at) "
-    "SELECT s.id, 'user', 'message ' || g, now() + g * interval '1 millisecond' "
+    "INSERT INTO messages (session_id, user_id, role, content, created_at) "
+    "SELECT s.id, s.user_id, 'user', 'message ' || g, now() + g * interval '1 millisecond' "
     f"FROM sessions AS s, generate_series(1, {MESSAGES}) AS g",
     f"""
     WITH ranked AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM messages),

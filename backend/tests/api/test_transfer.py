@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -40,7 +41,8 @@ async def _reply(client: httpx.AsyncClient, sid: int, content: str, headers: dic
 
 
 async def _rich_session(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
-    """Two branches, a tool call and its result, feedback, metadata and both flags."""
+    """Two branches, a tool call and its result, feedback, metadata, both flags and an expiry
+    (a temporary chat)."""
     sid = await new_session(client, headers)
     first = await _reply(client, sid, "plan a day in Lisbon", headers)
     rated = await client.put(
@@ -61,7 +63,12 @@ async def _rich_session(client: httpx.AsyncClient, headers: dict[str, str]) -> i
     await _post(client, url, result, headers)
     await client.patch(
         f"/api/sessions/{sid}",
-        json={"metadata": {"trip": "pt"}, "pinned": True, "archived": True},
+        json={
+            "metadata": {"trip": "pt"},
+            "pinned": True,
+            "archived": True,
+            "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        },
         headers=headers,
     )
     return sid
@@ -96,11 +103,15 @@ async def test_export_import_export_gives_the_same_document(
     assert imported["id"] != sid
     assert imported["message_count"] == 6
     assert (imported["pinned"], imported["archived"]) == (True, True)
+    assert imported["expires_at"] == exported["session"]["expires_at"] is not None
     again = (await client.get(f"/api/sessions/{imported['id']}/export", headers=alice)).json()
     assert {m["id"] for m in again["messages"]}.isdisjoint(m["id"] for m in exported["messages"])
     assert _normalised(again) == _normalised(exported)
     thread = (await client.get(f"/api/sessions/{imported['id']}/thread", headers=alice)).json()
     assert [m["role"] for m in thread] == ["user", "assistant", "assistant", "tool"]
+    # The imported messages are the caller's (`messages.user_id`): search finds them, in both.
+    hits = (await client.get("/api/search?q=lisbon", headers=alice)).json()
+    assert {hit["session_id"] for hit in hits} == {sid, imported["id"]}
 
 
 async def test_an_openai_list_becomes_one_branch(client: httpx.AsyncClient, auth: Auth) -> None:
@@ -134,6 +145,37 @@ def _exported(*messages: dict[str, Any], current: int | None = None) -> dict[str
         "session": {"title": "t", "current_message_id": current},
         "messages": list(messages),
     }
+
+
+async def test_an_expiry_already_passed_is_dropped_not_refused(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    """A temporary chat exported, then imported after its end, comes back as a kept session;
+    one still ahead stays temporary."""
+    alice = auth("alice")
+    message = {"id": 1, "role": "user", "content": "a"}
+    for expires_at, kept in [
+        ("2020-01-01T00:00:00Z", None),
+        ("2020-01-01T00:00:00", None),  # no zone: UTC, as the other times of a document
+        ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00Z"),
+    ]:
+        document = _exported(message, current=1)
+        document["session"]["expires_at"] = expires_at
+        imported = await _post(client, "/api/sessions/import", document, alice)
+        assert imported["expires_at"] == kept, expires_at
+        again = await client.get(f"/api/sessions/{imported['id']}/export", headers=alice)
+        assert again.status_code == 200
+        assert again.json()["session"]["expires_at"] == kept
+    for field, value in [
+        ("expires_at", 1893456000),  # a number is not a date-time
+        ("expires_at", "9999-12-31T23:59:00-23:00"),  # after year 9999 in UTC
+        ("created_at", "0001-01-01T00:00:00+23:00"),  # before year 1 in UTC
+    ]:
+        document = _exported(message)
+        document["session"][field] = value
+        refused = await client.post("/api/sessions/import", json=document, headers=alice)
+        assert refused.status_code == 422, (field, value, refused.text)
+        assert refused.json()["errors"][0]["loc"] == ["body", "session", field]
 
 
 @pytest.mark.parametrize(
@@ -262,8 +304,8 @@ async def test_exporting_every_session_streams_them_all_in_bounded_batches(
         )
         await conn.execute(
             text(
-                "INSERT INTO messages (session_id, role, content) "
-                "SELECT id, 'user', 'hi ' || title FROM sessions WHERE title LIKE 's%'"
+                "INSERT INTO messages (session_id, user_id, role, content) "
+                "SELECT id, user_id, 'user', 'hi ' || title FROM sessions WHERE title LIKE 's%'"
             )
         )
     with count_statements() as statements:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -169,7 +170,38 @@ def obey_unstated_rules(body: Any) -> Any:
         names = [f["name"] for f in functions if isinstance(f.get("name"), str)]
         if isinstance(named, dict) and names and named.get("name") not in names:
             named["name"] = names[0]
+    expires = body.get("expires_at")
+    if isinstance(expires, str) and _is_datetime(expires):
+        # Temporary chats end in the future (a rule of time, not of form).
+        body["expires_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     return body
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def obey_unstated_query_rules(query: Any) -> Any:
+    """The usage report's period: `from` before `to`, at most 366 days apart (a rule between
+    two parameters). Well-formed values only; anything else stays as generated."""
+    if not isinstance(query, dict):
+        return query
+    given = [query[name] for name in ("from", "to") if query.get(name) is not None]
+    if given and all(isinstance(m, str) and _is_moment(m) for m in given):
+        query["from"], query["to"] = "2026-02-01", "2026-03-01"
+    return query
+
+
+def _is_moment(value: str) -> bool:
+    try:
+        (date.fromisoformat if len(value) == 10 else datetime.fromisoformat)(value)
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -197,4 +229,5 @@ def test_api_conforms_to_its_schema(
     # different bodies is (rightly) a 422, which must not count against the next example.
     subject = f"fuzzer-{uuid.uuid4()}"
     case.body = obey_unstated_rules(case.body)
+    case.query = obey_unstated_query_rules(case.query)
     case.call_and_validate(headers={"Authorization": f"Bearer {tokens.mint(subject)}"})

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.database import downgrade, upgrade
 
 BEFORE_REPLIES = "bd802d9743a4"
+#: A revision whose messages still take these raw inserts (later ones add `user_id`).
+TREES = "5236198b7de9"
 
 
 async def test_replies_revision_round_trips(scratch_url: str) -> None:
@@ -23,7 +25,7 @@ async def test_replies_revision_round_trips(scratch_url: str) -> None:
                 "INSERT INTO messages (session_id, role, content) VALUES (1, 'user', 'hi')",
             ):
                 await conn.execute(text(statement))
-        await upgrade(scratch_url, "head")
+        await upgrade(scratch_url, TREES)
         async with scratch.begin() as conn:
             old = (await conn.execute(text("SELECT status, input_tokens FROM messages"))).one()
             assert tuple(old) == ("completed", 0)

@@ -18,6 +18,8 @@ FAST = {
     "simulated_delay_ms": 2.0,
     "reply_flush_ms": 20,
     "reply_shutdown_grace_s": 0.0,
+    # The retention sweep runs only where a test runs it (it would race with the truncation).
+    "retention_sweep_s": 86_400,
 }
 
 Serve = Callable[..., Awaitable[InProcessServer]]

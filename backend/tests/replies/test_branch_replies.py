@@ -318,8 +318,9 @@ async def test_a_reply_start_that_waited_for_the_session_sees_what_was_appended(
         transaction = await conn.begin()
         sneaked = await conn.scalar(
             text(
-                "WITH m AS (INSERT INTO messages (session_id, parent_id, role, content) "
-                "SELECT id, current_message_id, 'user', 'sneaked in' FROM sessions WHERE id = :s "
+                "WITH m AS (INSERT INTO messages (session_id, user_id, parent_id, role, content) "
+                "SELECT id, user_id, current_message_id, 'user', 'sneaked in' FROM sessions "
+                "WHERE id = :s "
                 "RETURNING id, created_at) "
                 "UPDATE sessions SET current_message_id = m.id, updated_at = m.created_at, "
                 "message_count = message_count + 1 FROM m WHERE sessions.id = :s RETURNING m.id"

@@ -78,10 +78,10 @@ async def seed_streaming_reply(engine: AsyncEngine, subject: str, worker_key: in
         )
         message_id: int = await conn.scalar(
             text(
-                "INSERT INTO messages (session_id, role, content, status, worker_key) "
-                "VALUES (:sid, 'assistant', 'half a', 'streaming', :key) RETURNING id"
+                "INSERT INTO messages (session_id, user_id, role, content, status, worker_key) "
+                "VALUES (:sid, :u, 'assistant', 'half a', 'streaming', :key) RETURNING id"
             ),
-            {"sid": sid, "key": worker_key},
+            {"sid": sid, "u": user_id, "key": worker_key},
         )
     return message_id
 

@@ -105,9 +105,9 @@ async def _streaming_rows(engine: AsyncEngine, count: int) -> list[int]:
             text(
                 "WITH u AS (INSERT INTO users (auth0_id) VALUES ('writer') RETURNING id), "
                 "s AS (INSERT INTO sessions (user_id, title) SELECT u.id, 's' || g "
-                "FROM u, generate_series(1, :n) AS g RETURNING id) "
-                "INSERT INTO messages (session_id, role, content, status) "
-                "SELECT id, 'assistant', '', 'streaming' FROM s RETURNING id"
+                "FROM u, generate_series(1, :n) AS g RETURNING id, user_id) "
+                "INSERT INTO messages (session_id, user_id, role, content, status) "
+                "SELECT id, user_id, 'assistant', '', 'streaming' FROM s RETURNING id"
             ),
             {"n": count},
         )

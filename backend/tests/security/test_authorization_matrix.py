@@ -60,6 +60,16 @@ def _owned_by_bob(response: httpx.Response, alice: Alice, bob_id: int) -> None:
     assert response.json()["id"] != alice.session_id
 
 
+def _finds_none_of_alices(response: httpx.Response, alice: Alice, _: int) -> None:
+    """Bob searches for the very word of alice's message (and her title's): nothing."""
+    assert response.json() == []
+
+
+def _counts_nothing_of_alices(response: httpx.Response, _: Alice, __: int) -> None:
+    assert response.json()["total"] == {"input_tokens": 0, "output_tokens": 0, "replies": 0}
+    assert response.json()["groups"] == []
+
+
 def _exports_nothing_of_alices(response: httpx.Response, alice: Alice, _: int) -> None:
     assert response.headers["content-type"] == "application/x-ndjson"
     assert "secret" not in response.text
@@ -160,6 +170,12 @@ MATRIX: dict[tuple[str, str], Probe] = {
         lambda a: "/api/users/me/export", 200, check=_exports_nothing_of_alices
     ),
     ("GET", "/api/users/me"): Probe(lambda a: "/api/users/me", 200, check=_is_bob),
+    ("GET", "/api/users/me/usage"): Probe(
+        lambda a: "/api/users/me/usage?group_by=session", 200, check=_counts_nothing_of_alices
+    ),
+    ("GET", "/api/search"): Probe(
+        lambda a: "/api/search?q=secret%20or%20alice", 200, check=_finds_none_of_alices
+    ),
     ("DELETE", "/api/users/me"): Probe(lambda a: "/api/users/me", 204),
 }
 

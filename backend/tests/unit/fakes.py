@@ -28,11 +28,12 @@ from app.domain.dtos import (
     Role,
     SessionDTO,
     ThreadMessageDTO,
+    UsageGrouping,
     UserDTO,
 )
 from app.domain.import_plan import ImportPlan
 from app.domain.language_model import Chunk, PromptMessage, ToolOptions
-from app.domain.pagination import PageRequest
+from app.domain.pagination import PageRequest, SearchCursor
 from app.domain.ports import (
     Exchange,
     ForkSource,
@@ -40,6 +41,7 @@ from app.domain.ports import (
     KnownUser,
     NewMessage,
     Parent,
+    SearchRow,
     SessionChanges,
     SessionTree,
     Stale,
@@ -48,8 +50,10 @@ from app.domain.ports import (
     UnansweredCall,
     UnitOfWork,
     UnitOfWorkFactory,
+    UsageRow,
 )
 from app.domain.reply_runtime import LiveReply, Progress, ReplyOutcome, StopReason
+from app.domain.search import Markers
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -142,6 +146,10 @@ class FakeUsers(FakeRepository):
         return True
 
 
+def _expired(session: SessionDTO) -> bool:
+    return session.expires_at is not None and session.expires_at <= datetime.now(UTC)
+
+
 class FakeSessions(FakeRepository):
     async def add(
         self,
@@ -149,6 +157,7 @@ class FakeSessions(FakeRepository):
         title: str,
         max_sessions: int,
         metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
     ) -> SessionDTO | None:
         self.uow.write()
         owner = self.uow.users._by_id(user_id)
@@ -164,6 +173,7 @@ class FakeSessions(FakeRepository):
             created_at=now,
             updated_at=now,
             metadata=dict(metadata or {}),
+            expires_at=expires_at,
         )
         self.store.sessions[session.id] = session
         return session
@@ -171,7 +181,7 @@ class FakeSessions(FakeRepository):
     async def add_imported(
         self, user_id: int, plan: ImportPlan, max_sessions: int
     ) -> SessionDTO | None:
-        added = await self.add(user_id, plan.title, max_sessions, plan.metadata)
+        added = await self.add(user_id, plan.title, max_sessions, plan.metadata, plan.expires_at)
         if added is None:
             return None
         created = plan.created_at or added.created_at
@@ -193,7 +203,9 @@ class FakeSessions(FakeRepository):
             (
                 s
                 for s in self.store.sessions.values()
-                if s.user_id == user_id and (s.id == session_id if session_id else s.id > after)
+                if s.user_id == user_id
+                and not _expired(s)
+                and (s.id == session_id if session_id else s.id > after)
             ),
             key=lambda s: s.id,
         )[:limit]
@@ -206,7 +218,9 @@ class FakeSessions(FakeRepository):
 
     async def get(self, session_id: int, user_id: int) -> SessionDTO | None:
         session = self.store.sessions.get(session_id)
-        return session if session is not None and session.user_id == user_id else None
+        if session is None or session.user_id != user_id or _expired(session):
+            return None
+        return session
 
     async def list(
         self,
@@ -221,7 +235,10 @@ class FakeSessions(FakeRepository):
             (
                 s
                 for s in self.store.sessions.values()
-                if s.user_id == user_id and s.archived == archived and wanted <= s.metadata.items()
+                if s.user_id == user_id
+                and not _expired(s)
+                and s.archived == archived
+                and wanted <= s.metadata.items()
             ),
             key=lambda s: (s.pinned, s.updated_at, s.id),
             reverse=True,
@@ -250,6 +267,8 @@ class FakeSessions(FakeRepository):
             if target is None or target.session_id != session_id:
                 return None
             update["current_message_id"] = changes.current_message_id
+        if changes.expiry != "keep":
+            update["expires_at"] = changes.expiry
         session = session.model_copy(update=update)
         self.store.sessions[session_id] = session
         return session
@@ -342,6 +361,12 @@ class FakeMessages(FakeRepository):
         )
         self.store.messages[message.id] = message
         return message
+
+    async def _insert_for_tests(
+        self, session_id: int, content: str, role: Role = "user", **fields: object
+    ) -> MessageDTO:
+        """A message added straight to the store (no rules): seeds for search and usage."""
+        return self._insert(session_id, role, content, None, **fields)
 
     def path(self, message_id: int | None) -> list[MessageDTO]:
         """From `message_id` up to the root, newest first."""
@@ -530,7 +555,7 @@ class FakeMessages(FakeRepository):
         self.store.sessions[target_id] = session
         return session
 
-    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+    async def add_tree(self, user_id: int, session_id: int, plan: ImportPlan) -> SessionDTO:
         self.uow.write()
         new_ids: list[int] = []
         for message, parent in zip(plan.messages, plan.parents, strict=True):
@@ -633,6 +658,96 @@ class FakeIdempotency(FakeRepository):
         return 0
 
 
+class FakeSearch(FakeRepository):
+    """Words, `-word`s and nothing else: enough for the service's rules (the real syntax is
+    PostgreSQL's, tested through HTTP)."""
+
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int,
+        after: SearchCursor | None,
+        config: str,
+        markers: Markers,
+    ) -> Sequence[SearchRow]:
+        words = [w.lower() for w in query.split() if not w.startswith("-") and w.isalnum()]
+        banned = {w[1:].lower() for w in query.split() if w.startswith("-")}
+        if not words:
+            return []
+
+        def marked(text: str) -> str | None:
+            found = {w.lower() for w in text.split()}
+            if not set(words) <= found or banned & found:
+                return None
+            return " ".join(
+                f"{markers.start}{w}{markers.stop}" if w.lower() in words else w
+                for w in text.split()
+            )
+
+        rows: list[SearchRow] = []
+        for m in self.store.messages.values():
+            session = await self.uow.sessions.get(m.session_id, user_id)
+            if session is not None and (text := marked(m.content)) is not None:
+                rows.append(
+                    SearchRow("m", m.id, 1, m.created_at, m.session_id, session.title, m.role, text)
+                )
+        rows.sort(key=lambda r: (r.score, r.at, r.kind, r.id), reverse=True)
+        if after is not None:
+            key = (after.score, after.at, after.kind, after.id)
+            rows = [r for r in rows if (r.score, r.at, r.kind, r.id) < key]
+        return rows[:limit]
+
+
+class FakeUsage(FakeRepository):
+    """Replies generated here are assistant messages with a model (the fake copies none)."""
+
+    held = False
+
+    def _replies(self, user_id: int, start: datetime, end: datetime) -> list[MessageDTO]:
+        return [
+            m
+            for m in self.store.messages.values()
+            if m.role == "assistant"
+            and m.model is not None
+            and start <= m.created_at < end
+            and self.store.sessions[m.session_id].user_id == user_id
+        ]
+
+    async def report(
+        self, user_id: int, start: datetime, end: datetime, group_by: UsageGrouping
+    ) -> Sequence[UsageRow]:
+        groups: dict[str, list[MessageDTO]] = {}
+        for m in self._replies(user_id, start, end):
+            key = {
+                "day": m.created_at.date().isoformat(),
+                "model": m.model or "",
+                "session": str(m.session_id),
+            }[group_by]
+            groups.setdefault(key, []).append(m)
+        return [
+            UsageRow(
+                key,
+                sum(m.input_tokens for m in ms),
+                sum(m.tokens for m in ms),
+                len(ms),
+            )
+            for key, ms in sorted(groups.items())
+        ]
+
+    async def hold(self, user_id: int) -> None:
+        assert self.uow.in_transaction, "the usage lock is held until the transaction ends"
+        self.held = True
+
+    async def used_since(self, user_id: int, since: datetime) -> int:
+        far = datetime.max.replace(tzinfo=UTC)
+        return sum(
+            1 if m.status == "streaming" else m.input_tokens + m.tokens
+            for m in self._replies(user_id, since, far)
+        )
+
+
 class FakeUnitOfWork:
     """Counts writes and transactions so tests can pin how a use case writes."""
 
@@ -642,6 +757,8 @@ class FakeUnitOfWork:
         self.sessions = FakeSessions(self)
         self.messages = FakeMessages(self)
         self.idempotency = FakeIdempotency(self)
+        self.search = FakeSearch(self)
+        self.usage = FakeUsage(self)
         #: Writes that ran outside atomic(), each its own transaction.
         self.loose_writes = 0
         #: atomic() blocks that committed.

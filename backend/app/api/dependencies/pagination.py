@@ -15,6 +15,7 @@ from app.domain.pagination import (
     SESSION_CURSOR_PATTERN,
     Cursor,
     PageRequest,
+    SearchCursor,
 )
 
 MAX_SKIP = 10_000
@@ -68,7 +69,7 @@ def page_request(
     return dependency
 
 
-def next_link(request: Request, cursor: Cursor | None, limit: int) -> dict[str, str]:
+def next_link(request: Request, cursor: Cursor | SearchCursor | None, limit: int) -> dict[str, str]:
     """An RFC 8288 `Link` header for the next page, or no header on the last page."""
     if cursor is None:
         return {}

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -35,6 +36,7 @@ from app.domain.rules import Limits, storable_text, validate_content
 from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 from app.domain.services.messages import session_full
 from app.domain.services.sessions import session_not_found
+from app.domain.services.usage import DailyLimit, check_daily_limit
 from app.domain.services.users import KnownUsers, UserService
 from app.domain.telemetry import NoReplyObserver, ReplyObserver, ReplyReport
 from app.domain.tool_calls import ToolCallAssembler
@@ -199,8 +201,10 @@ class ReplyService:
         known: KnownUsers | None = None,
         observer: ReplyObserver | None = None,
         idempotency: IdempotencyPolicy | None = None,
+        daily_limit: DailyLimit | None = None,
     ) -> None:
         self._idempotency = idempotency or IdempotencyPolicy()
+        self._daily_limit = daily_limit or DailyLimit()
         self._uow_factory = uow_factory
         self._observer = observer or NoReplyObserver()
         self._known = known if known is not None else KnownUsers()
@@ -254,10 +258,17 @@ class ReplyService:
                         max_messages=self._limits.max_messages_per_session,
                     )
 
-                started = await attempt()
-                if started == "stale":
-                    started = await _holding_session(uow, session_id, user_id, attempt)
-                return _started(started)
+                async def attempts() -> Exchange:
+                    started = await attempt()
+                    if started == "stale":
+                        started = await _holding_session(uow, session_id, user_id, attempt)
+                    return _started(started)
+
+                if self._daily_limit.tokens is None:
+                    return await attempts()
+                async with uow.atomic():  # the check and the start, under the user's lock
+                    await check_daily_limit(uow, user_id, self._daily_limit)
+                    return await attempts()
 
             try:
                 if idempotency is None:
@@ -282,14 +293,26 @@ class ReplyService:
         worker_key = self._hub.worker_key
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
-            started = await uow.messages.regenerate(
-                user_id,
-                message_id,
-                worker_key,
-                self._provider.model,
-                context_limit=self._policy.context_messages,
-                max_messages=self._limits.max_messages_per_session,
-            )
+
+            async def attempt() -> Exchange | Literal["busy"] | None:
+                return await uow.messages.regenerate(
+                    user_id,
+                    message_id,
+                    worker_key,
+                    self._provider.model,
+                    context_limit=self._policy.context_messages,
+                    max_messages=self._limits.max_messages_per_session,
+                )
+
+            if self._daily_limit.tokens is None:
+                started = await attempt()
+            else:
+                try:
+                    async with uow.atomic():  # the check and the start, under the user's lock
+                        await check_daily_limit(uow, user_id, self._daily_limit)
+                        started = _started(await attempt())
+                except _NotStarted as refused:  # rolled back; the reads below say why
+                    started = refused.refused if refused.refused == "busy" else None
             if not isinstance(started, Exchange):
                 # The failure path may cost reads: which refusal was it?
                 target = await uow.messages.get(message_id, user_id)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from app.domain.dtos import SessionDTO
 from app.domain.errors import AccountGone, Conflict, InvalidInput, NotFound
 from app.domain.pagination import Cursor, Page, PageRequest
-from app.domain.ports import SessionChanges, UnitOfWork
-from app.domain.rules import Limits, metadata_filter, normalize_title, validate_metadata
+from app.domain.ports import Expiry, SessionChanges, UnitOfWork
+from app.domain.rules import (
+    Limits,
+    metadata_filter,
+    normalize_title,
+    validate_expiry,
+    validate_metadata,
+)
 
 
 def session_not_found(session_id: int) -> NotFound:
@@ -31,13 +38,20 @@ class SessionService:
         self._limits = limits or Limits()
 
     async def create(
-        self, user_id: int, title: str, metadata: Mapping[str, str] | None = None
+        self,
+        user_id: int,
+        title: str,
+        metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
     ) -> SessionDTO:
         """One statement: the owner's session counter grows (exactly, under the user row's
-        lock, so concurrent creates cannot overshoot the quota) and the session is inserted."""
+        lock, so concurrent creates cannot overshoot the quota) and the session is inserted.
+        With `expires_at` it is a temporary chat."""
         maximum = self._limits.max_sessions_per_user
+        if expires_at is not None:
+            expires_at = validate_expiry(expires_at)
         session = await self._uow.sessions.add(
-            user_id, normalize_title(title), maximum, validate_metadata(metadata or {})
+            user_id, normalize_title(title), maximum, validate_metadata(metadata or {}), expires_at
         )
         if session is not None:
             return session
@@ -81,20 +95,24 @@ class SessionService:
         metadata: Mapping[str, str] | None = None,
         archived: bool | None = None,
         pinned: bool | None = None,
+        expiry: Expiry = "keep",
     ) -> SessionDTO:
         """Rename, switch branch (any message of the session becomes the current one), replace
-        the metadata, archive or pin, any of them or several, in one statement. A rename or a
-        branch switch counts as activity (the session moves up the list); the rest does not."""
+        the metadata, archive or pin, make it temporary or not, any of them or several, in one
+        statement. A rename, a branch switch or a new expiry counts as activity (the session
+        moves up the list); the rest does not."""
         changes = SessionChanges(
             title=normalize_title(title) if title is not None else None,
             current_message_id=current_message_id,
             metadata=validate_metadata(metadata) if metadata is not None else None,
             archived=archived,
             pinned=pinned,
+            expiry=validate_expiry(expiry) if isinstance(expiry, datetime) else expiry,
         )
         if changes == SessionChanges():
             raise InvalidInput(
-                "give at least one of title, current_message_id, metadata, archived, pinned"
+                "give at least one of title, current_message_id, metadata, archived, pinned, "
+                "expires_at"
             )
         session = await self._uow.sessions.update(session_id, user_id, changes)
         if session is not None:

@@ -72,4 +72,4 @@ class TransferService:
                 )
             if not plan.messages:
                 return session
-            return await self._uow.messages.add_tree(session.id, plan)
+            return await self._uow.messages.add_tree(user_id, session.id, plan)

@@ -41,7 +41,7 @@ from app.domain.ports import (
 from app.persistence.repositories.base import Repository, Sql, first
 from app.persistence.repositories.message_columns import FIELDS
 from app.persistence.repositories.message_columns import message_columns as columns
-from app.persistence.repositories.sessions import SESSION_COLUMNS
+from app.persistence.repositories.sessions import LIVE, SESSION_COLUMNS, live
 
 RETURNED = ", ".join(FIELDS)
 
@@ -60,6 +60,7 @@ _ADD = Sql(
     WITH RECURSIVE locked AS (
         SELECT id, current_message_id FROM sessions
         WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
+          AND {LIVE}
         FOR NO KEY UPDATE
     ), walk AS (
         SELECT m.id, m.parent_id, m.tool_calls, m.tool_call_id
@@ -80,9 +81,9 @@ _ADD = Sql(
              WHERE walk.tool_call_id = CAST(:tool_call_id AS varchar)) AS answered_by
         FROM locked
     ), added AS (
-        INSERT INTO messages (session_id, parent_id, role, content, tokens, tool_calls,
+        INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, tool_calls,
                               tool_call_id, created_at)
-        SELECT probe.session_id, probe.parent_id, :role, :content, :tokens,
+        SELECT probe.session_id, :user_id, probe.parent_id, :role, :content, :tokens,
                CAST(CAST(:tool_calls AS text) AS jsonb), CAST(:tool_call_id AS varchar),
                clock_timestamp()
         FROM probe
@@ -102,7 +103,7 @@ _ADD = Sql(
 _GET = Sql(
     f"""
     SELECT {columns("m")} FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
-    WHERE m.id = :message_id AND s.user_id = :user_id
+    WHERE m.id = :message_id AND s.user_id = :user_id AND {live("s")}
     """
 )
 
@@ -118,7 +119,7 @@ def _list_sql(after: bool) -> Sql:
             SELECT * FROM messages AS m WHERE m.session_id = s.id {cursor}
             ORDER BY m.created_at, m.id OFFSET :skip LIMIT :limit
         ) AS p ON true
-        WHERE s.id = :session_id AND s.user_id = :user_id
+        WHERE s.id = :session_id AND s.user_id = :user_id AND {live("s")}
         ORDER BY p.created_at, p.id
         """
     )
@@ -147,7 +148,7 @@ _THREAD = Sql(
             CAST(:before AS bigint) IS NULL OR b.id IS NOT NULL AS before_found
         FROM sessions
         LEFT JOIN messages AS b ON b.id = CAST(:before AS bigint) AND b.session_id = sessions.id
-        WHERE sessions.id = :session_id AND sessions.user_id = :user_id
+        WHERE sessions.id = :session_id AND sessions.user_id = :user_id AND {LIVE}
     ), path AS (
         SELECT m.*, 1 AS depth FROM s JOIN messages AS m
             ON m.id = s.start_id AND m.session_id = s.id
@@ -204,14 +205,16 @@ def _exchange_sql(locked: str, anchor: str) -> Sql:
             SELECT probe.*, clock_timestamp() AS at FROM probe
             WHERE NOT unseen AND NOT nothing_to_continue
         ), asked AS (
-            INSERT INTO messages (session_id, parent_id, role, content, created_at)
-            SELECT ready.session_id, ready.parent_id, 'user', CAST(:prompt AS text), ready.at
+            INSERT INTO messages (session_id, user_id, parent_id, role, content, created_at)
+            SELECT ready.session_id, :user_id, ready.parent_id, 'user', CAST(:prompt AS text),
+                   ready.at
             FROM ready WHERE CAST(:prompt AS text) IS NOT NULL
             RETURNING {RETURNED}
         ), reply AS (
-            INSERT INTO messages (session_id, parent_id, role, content, status, worker_key,
-                                  model, created_at)
-            SELECT ready.session_id, coalesce((SELECT asked.id FROM asked), ready.parent_id),
+            INSERT INTO messages (session_id, user_id, parent_id, role, content, status,
+                                  worker_key, model, created_at)
+            SELECT ready.session_id, :user_id,
+                   coalesce((SELECT asked.id FROM asked), ready.parent_id),
                    'assistant', '', 'streaming', CAST(:worker_key AS integer),
                    CAST(:model AS varchar), ready.at
             FROM ready
@@ -236,19 +239,20 @@ def _exchange_sql(locked: str, anchor: str) -> Sql:
 
 
 _START = _exchange_sql(
-    """
+    f"""
     SELECT id, current_message_id FROM sessions
     WHERE id = :session_id AND user_id = :user_id AND message_count + :adding <= :max_messages
+      AND {LIVE}
     FOR NO KEY UPDATE""",
     """CASE CAST(:parent_mode AS text) WHEN 'current' THEN locked.current_message_id
            WHEN 'given' THEN CAST(:parent_id AS bigint) END""",
 )
 _REGENERATE = _exchange_sql(
-    """
+    f"""
     SELECT s.id, t.parent_id AS anchor_id
     FROM messages AS t JOIN sessions AS s ON s.id = t.session_id
     WHERE t.id = :message_id AND s.user_id = :user_id AND t.role = 'assistant'
-      AND t.parent_id IS NOT NULL AND s.message_count + 1 <= :max_messages
+      AND t.parent_id IS NOT NULL AND s.message_count + 1 <= :max_messages AND {live("s")}
     FOR NO KEY UPDATE OF s""",
     "locked.anchor_id",
 )
@@ -273,11 +277,12 @@ _COPY = Sql(
             SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM ordered
         ) AS drawn
     ), copied AS (
-        INSERT INTO messages (id, session_id, parent_id, role, content, tokens, created_at,
-                              status, input_tokens, error, finished_at, tool_calls,
+        INSERT INTO messages (id, session_id, user_id, parent_id, role, content, tokens,
+                              created_at, status, input_tokens, error, finished_at, tool_calls,
                               tool_call_id, finish_reason, model)
         OVERRIDING SYSTEM VALUE
-        SELECT ids.id, :target_id, lag(ids.id) OVER (ORDER BY o.n), o.role, o.content, o.tokens,
+        SELECT ids.id, :target_id, o.user_id, lag(ids.id) OVER (ORDER BY o.n), o.role, o.content,
+               o.tokens,
                o.created_at, o.status, o.input_tokens, o.error, o.finished_at, o.tool_calls,
                o.tool_call_id, o.finish_reason, o.model
         FROM ordered AS o JOIN ids ON ids.n = o.n
@@ -297,12 +302,14 @@ _COPY = Sql(
 
 
 # Feedback on a message of the caller's: set (a rating) or removed (NULL), in one statement that
-# also says whether the message exists and what role it has (only replies take feedback).
+# also says whether the message exists and what role it has (only replies take feedback). A
+# message of an expired session is missing.
 _FEEDBACK = Sql(
-    """
+    f"""
     WITH target AS (
         SELECT m.id, m.role FROM messages AS m JOIN sessions AS s ON s.id = m.session_id
-        WHERE m.id = :message_id AND s.user_id = :user_id
+        WHERE m.id = :message_id AND m.user_id = :user_id AND s.user_id = :user_id
+          AND {live("s")}
     ), changed AS (
         UPDATE messages AS m
         SET feedback_rating = CAST(:rating AS varchar),
@@ -338,12 +345,12 @@ _ADD_TREE = Sql(
             SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM batch
         ) AS drawn
     ), added AS (
-        INSERT INTO messages (id, session_id, parent_id, role, content, status, tokens,
+        INSERT INTO messages (id, session_id, user_id, parent_id, role, content, status, tokens,
                               input_tokens, model, finish_reason, error, tool_calls,
                               tool_call_id, created_at, feedback_rating, feedback_comment,
                               feedback_at)
         OVERRIDING SYSTEM VALUE
-        SELECT ids.id, :session_id, parent.id, b.role, b.content, b.status, b.tokens,
+        SELECT ids.id, :session_id, :user_id, parent.id, b.role, b.content, b.status, b.tokens,
                b.input_tokens, b.model, b.finish_reason, b.error, CAST(b.calls AS jsonb),
                b.tool_call_id, coalesce(b.created_at, now()), b.rating, b.comment,
                CASE WHEN b.rating IS NOT NULL THEN coalesce(b.rated_at, now()) END
@@ -353,7 +360,7 @@ _ADD_TREE = Sql(
         UPDATE sessions
         SET message_count = (SELECT count(*) FROM added),
             current_message_id = (SELECT ids.id FROM ids WHERE ids.n = CAST(:current AS bigint))
-        WHERE id = :session_id
+        WHERE id = :session_id AND user_id = :user_id
         RETURNING {SESSION_COLUMNS}
     )
     SELECT * FROM moved
@@ -532,10 +539,11 @@ class SqlMessageRepository(Repository):
         row = first(await self._db.read(_STREAMING, {"session_id": session_id}))
         return row["id"] if row is not None else None
 
-    async def add_tree(self, session_id: int, plan: ImportPlan) -> SessionDTO:
+    async def add_tree(self, user_id: int, session_id: int, plan: ImportPlan) -> SessionDTO:
         messages = plan.messages
         feedback = [m.feedback for m in messages]
         params = {
+            "user_id": user_id,
             "session_id": session_id,
             "parents": [p + 1 if p is not None else None for p in plan.parents],
             "roles": [m.role for m in messages],

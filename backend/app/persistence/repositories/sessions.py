@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from asyncpg import Record
@@ -16,14 +17,33 @@ from app.persistence.repositories.message_columns import message_columns
 
 SESSION_FIELDS = (
     "id", "user_id", "title", "message_count", "created_at", "updated_at", "current_message_id",
-    "metadata", "archived", "pinned"
+    "metadata", "archived", "pinned", "expires_at"
 )  # fmt: skip
 SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 _COLUMNS = SESSION_COLUMNS
-_GET = Sql(f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id")
+
+
+def live(alias: str | None = None) -> str:
+    """The session has not expired: a temporary chat past its `expires_at` is gone from every
+    route at once, whether or not the sweep has deleted it yet."""
+    column = f"{alias}.expires_at" if alias else "expires_at"
+    return f"({column} IS NULL OR {column} > now())"
+
+
+#: `live()` for statements that name the table without an alias.
+LIVE = live()
+#: How many of the sessions counted in `users.session_count` have expired but are not deleted
+#: yet (the partial index on `(user_id, expires_at)` answers it).
+EXPIRED_COUNT = (
+    "(SELECT count(*) FROM sessions AS x WHERE x.user_id = users.id AND x.expires_at <= now())"
+)
+
+_GET = Sql(
+    f"SELECT {_COLUMNS} FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}"
+)
 _SESSION_COUNT = Sql("SELECT session_count FROM users WHERE id = :user_id")
 _MESSAGE_COUNT = Sql(
-    "SELECT message_count FROM sessions WHERE id = :session_id AND user_id = :user_id"
+    f"SELECT message_count FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}"
 )
 
 
@@ -36,7 +56,7 @@ def _list_sql(after: bool, filtered: bool) -> Sql:
     where = "AND metadata @> CAST(CAST(:metadata AS text) AS jsonb)" if filtered else ""
     return Sql(
         f"SELECT {_COLUMNS} FROM sessions "
-        f"WHERE user_id = :user_id AND archived = :archived {where} {cursor} "
+        f"WHERE user_id = :user_id AND archived = :archived AND {LIVE} {where} {cursor} "
         "ORDER BY pinned DESC, updated_at DESC, id DESC OFFSET :skip LIMIT :limit"
     )
 
@@ -50,16 +70,18 @@ _LIST = {
 
 def _add_sql(columns: str, values: str) -> Sql:
     """The owner's counter and the insert in one statement: the user row's lock makes the
-    quota exact."""
+    quota exact (expired sessions the sweep has not deleted yet are not counted)."""
     return Sql(
         f"""
         WITH owner AS (
             UPDATE users SET session_count = session_count + 1
-            WHERE id = :user_id AND session_count < :max_sessions
+            WHERE id = :user_id AND session_count - {EXPIRED_COUNT} < :max_sessions
             RETURNING id
         )
-        INSERT INTO sessions (user_id, title, metadata{columns})
-        SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb){values} FROM owner
+        INSERT INTO sessions (user_id, title, metadata, expires_at{columns})
+        SELECT id, :title, CAST(CAST(:metadata AS text) AS jsonb),
+               CAST(:expires_at AS timestamptz){values}
+        FROM owner
         RETURNING {_COLUMNS}
         """
     )
@@ -75,14 +97,14 @@ _ADD_IMPORTED = _add_sql(
 
 
 def _trees_sql(where: str) -> Sql:
-    """Sessions (picked by `where`) with all their messages, by id, in one statement: a row
-    per message (session fields prefixed `s_`), or one with NULL message fields for a session
-    without messages."""
+    """Sessions (picked by `where`; expired ones never) with all their messages, by id, in one
+    statement: a row per message (session fields prefixed `s_`), or one with NULL message fields
+    for a session without messages."""
     fields = ", ".join(f"picked.{name} AS s_{name}" for name in SESSION_FIELDS)
     return Sql(
         f"""
         WITH picked AS (
-            SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id {where}
+            SELECT {_COLUMNS} FROM sessions WHERE user_id = :user_id AND {LIVE} {where}
             ORDER BY id LIMIT :limit
         )
         SELECT {fields}, {message_columns("m")}
@@ -96,7 +118,8 @@ _TREE = _trees_sql("AND id = :session_id")
 _TREES = _trees_sql("AND id > :after")
 # Any of the fields (NULL: unchanged). The new current message must be one of the session's
 # (the composite foreign key would refuse another's too, but as an error, not as "no such
-# row"). A rename or a branch switch is activity; metadata, archiving and pinning are not.
+# row"). A rename, a branch switch or a new expiry is activity; metadata, archiving and pinning
+# are not.
 _UPDATE = Sql(
     f"""
     UPDATE sessions
@@ -105,10 +128,13 @@ _UPDATE = Sql(
         metadata = coalesce(CAST(CAST(:metadata AS text) AS jsonb), metadata),
         archived = coalesce(CAST(:archived AS boolean), archived),
         pinned = coalesce(CAST(:pinned AS boolean), pinned),
+        expires_at = CASE WHEN CAST(:set_expiry AS boolean) THEN CAST(:expires_at AS timestamptz)
+                     ELSE expires_at END,
         updated_at = CASE
             WHEN CAST(:title AS varchar) IS NULL AND CAST(:current AS bigint) IS NULL
+                 AND NOT CAST(:set_expiry AS boolean)
             THEN updated_at ELSE clock_timestamp() END
-    WHERE id = :session_id AND user_id = :user_id
+    WHERE id = :session_id AND user_id = :user_id AND {LIVE}
       AND (CAST(:current AS bigint) IS NULL OR EXISTS (
           SELECT 1 FROM messages AS m
           WHERE m.id = CAST(:current AS bigint) AND m.session_id = :session_id))
@@ -116,26 +142,28 @@ _UPDATE = Sql(
     """
 )
 _LOCK = Sql(
-    "SELECT id FROM sessions WHERE id = :session_id AND user_id = :user_id FOR NO KEY UPDATE"
+    f"SELECT id FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE} "
+    "FOR NO KEY UPDATE"
 )
 # KEY SHARE: the session cannot be deleted until the fork commits, while appends (NO KEY
 # UPDATE) go on.
 _FORK_SOURCE = Sql(
-    """
+    f"""
     SELECT s.title,
         CASE WHEN CAST(:message_id AS bigint) IS NULL THEN s.current_message_id ELSE m.id END
             AS end_id,
         CAST(:message_id AS bigint) IS NULL OR m.id IS NOT NULL AS found
     FROM sessions AS s
     LEFT JOIN messages AS m ON m.id = CAST(:message_id AS bigint) AND m.session_id = s.id
-    WHERE s.id = :session_id AND s.user_id = :user_id
+    WHERE s.id = :session_id AND s.user_id = :user_id AND {live("s")}
     FOR KEY SHARE OF s
     """
 )
 _DELETE = Sql(
-    """
+    f"""
     WITH gone AS (
-        DELETE FROM sessions WHERE id = :session_id AND user_id = :user_id RETURNING user_id
+        DELETE FROM sessions WHERE id = :session_id AND user_id = :user_id AND {LIVE}
+        RETURNING user_id
     )
     UPDATE users SET session_count = session_count - 1 FROM gone
     WHERE users.id = gone.user_id
@@ -162,12 +190,14 @@ class SqlSessionRepository(Repository):
         title: str,
         max_sessions: int,
         metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
     ) -> SessionDTO | None:
         params = {
             "user_id": user_id,
             "title": title,
             "max_sessions": max_sessions,
             "metadata": _json(metadata or {}),
+            "expires_at": expires_at,
         }
         row = first(await self._db.write(_ADD, params))
         return _session(row) if row is not None else None
@@ -184,6 +214,7 @@ class SqlSessionRepository(Repository):
             "pinned": plan.pinned,
             "created_at": plan.created_at,
             "updated_at": plan.updated_at,
+            "expires_at": plan.expires_at,
         }
         row = first(await self._db.write(_ADD_IMPORTED, params))
         return _session(row) if row is not None else None
@@ -247,6 +278,8 @@ class SqlSessionRepository(Repository):
             "metadata": _json(changes.metadata),
             "archived": changes.archived,
             "pinned": changes.pinned,
+            "set_expiry": changes.expiry != "keep",
+            "expires_at": None if changes.expiry == "keep" else changes.expiry,
         }
         row = first(await self._db.write(_UPDATE, params))
         return _session(row) if row is not None else None

@@ -6,6 +6,7 @@ from app.domain.dtos import UserDTO
 from app.domain.ports import KnownUser
 from app.persistence.channels import USER_DELETED
 from app.persistence.repositories.base import Repository, Sql, first
+from app.persistence.repositories.sessions import EXPIRED_COUNT
 
 _FIND = Sql("SELECT id, email FROM users WHERE auth0_id = :subject")
 # No conflict target: a clash on the subject *or* the e-mail yields no row, not an error.
@@ -18,7 +19,8 @@ _SET_EMAIL = Sql(
     "(SELECT 1 FROM users AS other WHERE other.email = :email AND other.id <> :id) RETURNING id"
 )
 _GET = Sql(
-    "SELECT id, auth0_id AS subject, email, created_at, session_count FROM users WHERE id = :id"
+    "SELECT id, auth0_id AS subject, email, created_at, "
+    f"session_count - {EXPIRED_COUNT} AS session_count FROM users WHERE id = :id"
 )
 # The NOTIFY is delivered when the deletion commits: every process's cache forgets the id.
 _DELETE = Sql(
