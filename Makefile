@@ -14,8 +14,9 @@ SUB ?=
 FUZZ_EXAMPLES ?= 300
 FUZZ_SCENARIOS ?= 200
 
-.PHONY: help uv install dev serve test lint format migrate migrate-create migrate-rollback \
-	migrate-check token psql db-stop bench fuzz fleet fleet-deps fleet-test-deps fleet-restart
+.PHONY: help uv install browser-deps dev serve test lint format migrate migrate-create \
+	migrate-rollback migrate-check token psql db-stop bench fuzz fleet fleet-deps fleet-test-deps \
+	fleet-restart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,13 +28,28 @@ uv:
 install: uv ## install the locked dependencies into backend/.venv
 	@cd backend && $(UV) sync --quiet --locked >&2
 
+# The browser tests drive the distribution's Chromium (never a downloaded one). Installed with
+# apt-get when missing (as root, else through sudo); a no-op where it is already installed.
+CHROMIUM ?= /usr/bin/chromium
+APT_GET = $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+
+browser-deps: ## install Chromium and its driver for the browser tests (apt-get), if missing
+	@test -x $(CHROMIUM) || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium chromium-driver with apt-get" >&2; \
+			$(APT_GET) update -qq >&2 && \
+			DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium chromium-driver >&2; \
+		else \
+			echo "$(CHROMIUM) is missing and there is no apt-get: install Chromium to run the browser tests" >&2; \
+		fi; }
+
 dev: install ## run the API on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set)
 	$(RUN) agent-stack serve
 
 serve: install ## production-style: migrate, then WORKERS worker processes (default 4)
 	$(RUN) agent-stack serve --workers $(WORKERS)
 
-test: install ## run the test suite against a real PostgreSQL (TEST_DATABASE_URL or embedded)
+test: install browser-deps ## run the test suite against a real PostgreSQL (TEST_DATABASE_URL or embedded)
 	$(RUN) pytest
 
 fleet-deps: ## install HAProxy (Debian/Ubuntu package) if it is missing

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api import docs, errors, health, messages, openapi, search, sessions, users
+from app.api import docs, errors, health, messages, openapi, search, sessions, users, web
 from app.api import metrics as metrics_api
 from app.api import replies as replies_api
 from app.api.dependencies.services import Services
@@ -211,6 +211,7 @@ def create_app(
     app.add_middleware(ObserveRequests, user_id_of=known_users.get)
     errors.install(app, forget_user=known_users.forget)
     docs.install(app)
+    web.install(app, settings)
     openapi.install(app)
     for router in (sessions, messages, replies_api, users, search, health, metrics_api):
         # The routes themselves, not `include_router`: each included router is one more layer

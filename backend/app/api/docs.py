@@ -1,4 +1,4 @@
-"""`/docs` and `/redoc` that work offline, and `/` pointing at them.
+"""`/docs` and `/redoc` that work offline.
 
 FastAPI's pages load Swagger UI and ReDoc from a CDN, so without internet they stay blank. The
 assets here come from the pinned `fastapi-offline` package (Swagger UI and ReDoc builds, MIT /
@@ -15,7 +15,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC_URL = "/static/docs"
@@ -27,11 +27,6 @@ def install(app: FastAPI) -> None:
     app.mount(STATIC_URL, StaticFiles(directory=str(ASSETS)), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_redirect_url = "/docs/oauth2-redirect"
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        """Until there is a page of its own, the API's home is its documentation."""
-        return RedirectResponse("/docs", status_code=307)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         description="Minimum time between two JWKS fetches caused by unknown key ids.",
     )
     oidc_http_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    oidc_client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The chat page's client id at the provider (a public client: Authorization "
+        "Code with PKCE, no secret). Unset: the page cannot sign in in `oidc` mode.",
+    )
 
     idempotency_ttl_s: int = Field(default=MIN_IDEMPOTENCY_TTL_S, ge=MIN_IDEMPOTENCY_TTL_S)
     idempotency_lock_timeout_s: int = Field(default=60, ge=1, le=3600)
@@ -249,6 +256,7 @@ class Settings(BaseSettings):
     @field_validator(
         "otel_exporter_otlp_endpoint",
         "metrics_token",
+        "oidc_client_id",
         "retention_days",
         "user_daily_token_limit",
         mode="before",

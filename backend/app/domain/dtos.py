@@ -864,3 +864,29 @@ class SessionImportDTO(_Input):
         if any(part is not None for part in exported) and None in exported:
             raise ValueError("an exported document has format, version and session, all three")
         return self
+
+
+class DevTokenRequestDTO(_Input):
+    """Who to sign in as on a development server (`AUTH_MODE=local` only)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The token subject (`sub`): the user, as `make token SUB=<name>` names it. "
+        "Not blank, no NUL, at most 255 characters.",
+        examples=["alice"],
+        json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN},
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _subject_rules(cls, value: str) -> str:
+        if "\x00" in value or not value.strip():
+            raise ValueError("must not be blank or contain NUL")
+        return value
+
+
+class DevTokenDTO(_Output):
+    access_token: str = Field(description="A bearer token for `Authorization: Bearer ...`.")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int = Field(description="Seconds until the token expires (`AUTH_TOKEN_TTL_S`).")

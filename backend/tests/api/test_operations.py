@@ -84,12 +84,6 @@ async def test_request_ids_are_kept_when_well_formed_and_made_otherwise(
     assert first != second
 
 
-async def test_root_redirects_to_the_docs(client: httpx.AsyncClient) -> None:
-    root = await client.get("/")
-    assert root.status_code in {302, 307}
-    assert root.headers["location"] == "/docs"
-
-
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 async def test_docs_load_every_asset_from_the_application(
     client: httpx.AsyncClient, page: str

@@ -45,8 +45,12 @@ APP = _BoundLater()
 
 def _load_schema() -> BaseSchema:
     """The app's own OpenAPI document. Building it needs no database, so it can happen at
-    collection time (schemathesis' fixture-based loader does not work with pytest 9)."""
-    app = create_app(Settings(_env_file=None, database_url="postgresql://unused@127.0.0.1/x"))
+    collection time (schemathesis' fixture-based loader does not work with pytest 9). Built
+    in the environment of the app that answers (`test`): a development app would also list
+    `POST /auth/dev-token`, which only development servers have."""
+    app = create_app(
+        Settings(_env_file=None, environment="test", database_url="postgresql://unused@127.0.0.1/x")
+    )
     loaded = schemathesis.openapi.from_dict(app.openapi())
     loaded.app = APP
     loaded.config.generation.update(

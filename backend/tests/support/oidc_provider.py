@@ -1,12 +1,18 @@
-"""A stand-in OIDC provider: a real HTTP server on 127.0.0.1 serving discovery and JWKS documents.
+"""A stand-in OIDC provider: a real HTTP server on 127.0.0.1 serving discovery and JWKS documents,
+and the Authorization Code flow with PKCE for a public client (the chat page).
 
 Tests hold the private keys, so they can sign tokens, rotate keys, take the server down or make
-it hang, and count how often the resource server asked for keys.
+it hang, and count how often the resource server asked for keys. `/authorize` signs in
+`login_subject` at once (no login form) and redirects back with a code; `/token` trades the code
+for an access token only with the matching `code_verifier` (S256), client id and redirect URI.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -14,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,6 +28,21 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 AUDIENCE = "https://api.agent-stack.test"
 HANG_LIMIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class PendingCode:
+    """An authorization code handed out by `/authorize`, waiting for its `/token` exchange."""
+
+    client_id: str
+    redirect_uri: str
+    challenge: str
+
+
+def s256(verifier: str) -> str:
+    """PKCE's S256 code challenge of a verifier (RFC 7636)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass
@@ -55,10 +77,18 @@ class FakeProvider:
         self.hang = False
         self.release = threading.Event()
         self._lock = threading.Lock()
+        #: Who `/authorize` signs in, and the codes it handed out (each usable once).
+        self.login_subject = "oidc|pkce-user"
+        self.codes: dict[str, PendingCode] = {}
+        #: The `/token` requests that were refused, with why (for assertions).
+        self.refusals: list[str] = []
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                provider._serve(self)
+
+            def do_POST(self) -> None:
                 provider._serve(self)
 
             def log_message(self, *_: object) -> None:
@@ -87,22 +117,78 @@ class FakeProvider:
         try:
             if self.hang:
                 self.release.wait(HANG_LIMIT_S)
-            if request.path == "/.well-known/openid-configuration":
-                body: dict[str, Any] = {"issuer": self.issuer, "jwks_uri": self.jwks_url}
-            elif request.path == "/.well-known/jwks.json":
+            path = urlsplit(request.path).path
+            status = 200
+            if path == "/.well-known/openid-configuration":
+                body: dict[str, Any] = {
+                    "issuer": self.issuer,
+                    "jwks_uri": self.jwks_url,
+                    "authorization_endpoint": f"{self.issuer}authorize",
+                    "token_endpoint": f"{self.issuer}oauth/token",
+                    "response_types_supported": ["code"],
+                    "code_challenge_methods_supported": ["S256"],
+                }
+            elif path == "/.well-known/jwks.json":
                 body = {"keys": [key.jwk() for key in self.keys]}
+            elif path == "/authorize" and request.command == "GET":
+                self._authorize(request)
+                return
+            elif path == "/oauth/token" and request.command == "POST":
+                status, body = self._token(request)
             else:
                 request.send_error(404)
                 return
             payload = json.dumps(body).encode()
-            request.send_response(200)
+            request.send_response(status)
             request.send_header("Content-Type", "application/json")
+            # A browser page of another origin reads discovery and token answers (as at Auth0).
+            request.send_header("Access-Control-Allow-Origin", "*")
             request.send_header("Content-Length", str(len(payload)))
             request.end_headers()
             request.wfile.write(payload)
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _authorize(self, request: BaseHTTPRequestHandler) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        if (
+            query.get("response_type") != "code"
+            or query.get("code_challenge_method") != "S256"
+            or not query.get("code_challenge")
+            or not query.get("redirect_uri")
+            or not query.get("client_id")
+        ):
+            request.send_error(400, "an S256 authorization code request is required")
+            return
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = PendingCode(
+            query["client_id"], query["redirect_uri"], query["code_challenge"]
+        )
+        back = urlencode({"code": code, "state": query.get("state", "")})
+        request.send_response(302)
+        request.send_header("Location", f"{query['redirect_uri']}?{back}")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    def _token(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
+        length = int(request.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(request.rfile.read(length).decode()).items()}
+        pending = self.codes.pop(form.get("code", ""), None)
+        why = None
+        if form.get("grant_type") != "authorization_code" or pending is None:
+            why = "unknown or used code"
+        elif form.get("client_id") != pending.client_id:
+            why = "wrong client"
+        elif form.get("redirect_uri") != pending.redirect_uri:
+            why = "wrong redirect_uri"
+        elif s256(form.get("code_verifier", "")) != pending.challenge:
+            why = "code_verifier does not match the challenge"
+        if why is not None:
+            self.refusals.append(why)
+            return 400, {"error": "invalid_grant", "error_description": why}
+        token = self.sign(subject=self.login_subject)
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300}
 
     @property
     def jwks_fetches(self) -> int:
