@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    EmulatedDBAPIException,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 _UNREACHABLE = (
@@ -40,12 +46,18 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
         return isinstance(exc.orig, _UNREACHABLE) or isinstance(cause, _UNREACHABLE)
+    if isinstance(exc, EmulatedDBAPIException):
+        # The asyncpg adapter's own DB-API error, raised untranslated when the pool opens a
+        # connection ("the database system is shutting down" during a failover): the driver's
+        # exception is its cause.
+        return isinstance(exc.__cause__, _UNREACHABLE)
     return isinstance(exc, _UNREACHABLE)
 
 
 #: Exception classes the API answers itself: 503 when `is_unavailable`, else a logged 500.
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     SQLAlchemyError,
+    EmulatedDBAPIException,
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresError,
