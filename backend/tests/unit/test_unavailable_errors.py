@@ -14,7 +14,7 @@ def _adapted(cause: BaseException) -> Exception:
         try:
             raise cause
         except BaseException as error:
-            raise AsyncAdapt_asyncpg_dbapi.Error(str(error)) from error
+            raise AsyncAdapt_asyncpg_dbapi.Error(str(error)) from error  # type: ignore[no-untyped-call]
     except Exception as adapted:
         return adapted
 
