@@ -24,6 +24,7 @@ from app.core.database import ConnectParams
 from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.replies import LOCK_NAMESPACE
 from app.persistence.repositories.retention import SqlRetentionRepository
+from app.persistence.unit_of_work import TransactionRuleBroken
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ class _Connection:
         return await self.read(statement, params)
 
     def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
-        raise NotImplementedError("the sweep runs no transactions")
+        # The unit of work's rule: a savepoint lives inside a transaction, and every statement
+        # of the sweep is a transaction of its own.
+        raise TransactionRuleBroken(
+            "a savepoint needs an enclosing transaction; the sweep has none"
+        )
 
 
 class RetentionSweeper:
