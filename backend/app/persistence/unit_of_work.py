@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from app.core.metrics import waiting_for_connection
+from app.persistence.pool_gate import PoolGate
 from app.persistence.repositories.base import Params, Sql
 from app.persistence.repositories.idempotency import SqlIdempotencyRepository
 from app.persistence.repositories.messages import SqlMessageRepository
@@ -52,6 +52,7 @@ class TransactionRuleBroken(RuntimeError):
 class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._gate = PoolGate.of(engine)
         self._pooled: PoolProxiedConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._transaction: Transaction | None = None
@@ -155,8 +156,12 @@ class SqlUnitOfWork:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._driver is None:
-            with waiting_for_connection():
+            await self._gate.enter()
+            try:
                 pooled = await self._engine.raw_connection()
+            except BaseException:
+                self._gate.leave()
+                raise
             self._pooled, self._driver = pooled, _driver_of(pooled.dbapi_connection)
         return self._driver
 
@@ -179,10 +184,13 @@ class SqlUnitOfWork:
         self._transaction, self._depth = None, 0
         if pooled is None:
             return
-        if broken is not None:
-            await greenlet_spawn(pooled.invalidate, broken)
-        else:
-            await greenlet_spawn(pooled.close)
+        try:
+            if broken is not None:
+                await greenlet_spawn(pooled.invalidate, broken)
+            else:
+                await greenlet_spawn(pooled.close)
+        finally:
+            self._gate.leave()
 
 
 def _driver_of(dbapi_connection: DBAPIConnection | None) -> asyncpg.Connection:
