@@ -43,6 +43,9 @@ def test_where_namespaces_work_the_scenarios_use_them() -> None:
         pytest.skip(f"{CHOICE}={PROCESS_GROUPS} asks for the fallback")
     if postgres_bin() is None:
         missing("PostgreSQL server binaries are not installed (.ci/run installs them)")
+    reason = netns.unavailable()
+    if reason is not None:  # e.g. a container without the capability
+        missing(f"root with `ip`, yet no network namespace can be made: {reason}")
     site = Site()
     try:
         assert site.why_not is None
