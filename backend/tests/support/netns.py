@@ -5,9 +5,9 @@ veth pair, with `lo` up, an address of its own and a default route through the b
 Root and `ip` (iproute2) only; `unavailable()` says why not, and the tests then run their
 nodes as process groups on 127.0.0.1 instead. Every name carries the pid of the test process
 that made it (`agst-<pid>-<i>` namespaces, `agstbr<pid>` bridges, `agstv<pid>n<i>` and
-`agstp<pid>n<i>` veths), so
-`sweep()` can remove what an earlier run left behind after being killed, and nothing of a run
-still going.
+`agstp<pid>n<i>` veths, at most 15 characters), so `sweep()` can remove what an earlier run
+left behind after being killed, and nothing of a run still going. Subnets are picked under a
+file lock, so that two runs at once never pick the same one.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def unavailable() -> str | None:
         return "not root"
     if ip_binary() is None:
         return "`ip` (iproute2) is not installed"
+    # Names of their own: a network of this process may exist already.
     probe, bridge = f"{PREFIX}-{os.getpid()}-probe", f"{PREFIX}v{os.getpid()}x"
     try:
         ip("netns", "add", probe)
