@@ -3,7 +3,9 @@ all on one database. Starts and stops them, restarts them one by one (the rollin
 deploy), and kills one for the fault tests.
 
 Every process gets a process group of its own (`app.fleet.processes`), so stopping the fleet,
-or a test's clean-up, can kill each whole group whatever happened before.
+or a test's clean-up, can kill each whole group whatever happened before. Each node runs where
+its `Placement` says: 127.0.0.1 by default; the tests put each in a network namespace of its
+own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from app.fleet import haproxy
 from app.fleet.haproxy import Checks
+from app.fleet.placement import LOCAL, Placement
 from app.fleet.processes import (
     Server,
     ServerError,
@@ -50,6 +53,8 @@ class FleetOptions:
     reply_grace_s: float = 5.0
     #: More environment for the nodes (tests: the simulated model's pace, the secret...).
     node_env: Mapping[str, str] = field(default_factory=dict)
+    #: Where node i runs; a node not listed runs on 127.0.0.1 (`LOCAL`).
+    placements: Mapping[int, Placement] = field(default_factory=dict)
 
     @property
     def drain(self) -> float:
@@ -62,6 +67,13 @@ class FleetOptions:
 
     def node_port(self, index: int) -> int:
         return self.port + index
+
+    def placement(self, index: int) -> Placement:
+        return self.placements.get(index, LOCAL)
+
+    def node_address(self, index: int) -> tuple[str, int]:
+        """Where node `index` listens, and HAProxy reaches it."""
+        return self.placement(index).host, self.node_port(index)
 
     @property
     def url(self) -> str:
@@ -104,7 +116,7 @@ class Fleet:
             haproxy.render(
                 bind=opts.bind,
                 port=opts.port,
-                node_ports=[opts.node_port(i) for i in range(1, opts.nodes + 1)],
+                nodes=[opts.node_address(i) for i in range(1, opts.nodes + 1)],
                 stats_socket=self.stats_socket,
                 checks=opts.checks,
             )
@@ -145,10 +157,13 @@ class Fleet:
     # --- one node ------------------------------------------------------------------------
 
     async def start_node(self, index: int) -> Server:
-        """Start node `index` and wait until it is ready (`/health` 200)."""
+        """Start node `index` where it is placed and wait until it is ready (`/health` 200)."""
+        placement = self.options.placement(index)
         server = await start_uvicorn(
             f"node{index}",
             NODE_APP,
+            host=placement.host,
+            prefix=placement.prefix,
             port=self.options.node_port(index),
             env=self.node_env(index),
             log_path=self.options.run_dir / f"node{index}.log",

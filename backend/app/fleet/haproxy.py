@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -33,13 +34,14 @@ def render(
     *,
     bind: str,
     port: int,
-    node_ports: list[int],
+    nodes: Sequence[tuple[str, int]],
     stats_socket: Path,
     checks: Checks,
 ) -> str:
-    """The configuration: HAProxy on `bind:port`, node i (from 1) on 127.0.0.1:node_ports[i-1]."""
+    """The configuration: HAProxy on `bind:port`, node i (from 1) at nodes[i-1], an (IPv4
+    address, port) pair."""
     servers = "\n".join(
-        f"    server node{i} 127.0.0.1:{node_port}" for i, node_port in enumerate(node_ports, 1)
+        f"    server node{i} {host}:{node_port}" for i, (host, node_port) in enumerate(nodes, 1)
     )
     return Template(TEMPLATE.read_text()).substitute(
         bind=bind,

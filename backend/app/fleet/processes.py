@@ -1,4 +1,6 @@
-"""Server processes: uvicorn on 127.0.0.1, one worker each, in a process group of its own.
+"""Server processes: uvicorn, one worker each, in a process group of its own; on 127.0.0.1
+unless told another address and a command prefix that places it elsewhere (a network
+namespace: `app.fleet.placement`).
 
 The one launcher of server processes: the fleet (`app.fleet.fleet`), the benchmarks and the
 tests that need separate processes all start them here (the benchmarks and tests through
@@ -18,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,19 +151,23 @@ async def start_uvicorn(
     port: int,
     env: Mapping[str, str],
     log_path: Path,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
     factory: bool = True,
     graceful_s: float | None = None,
     log_level: str = "warning",
 ) -> Server:
     """Start `app` ("module:attr") under uvicorn, one worker, output appended to `log_path`.
 
-    Production-like: no uvicorn access log, uvloop + httptools when installed. Does not wait
-    for it to answer (see `wait_ready`).
+    Production-like: no uvicorn access log, uvloop + httptools when installed. Listens on
+    `host`; `prefix` is run with uvicorn's command line as its arguments and must exec it in
+    place (`ip netns exec NAME`), so that the process started here, its pid and its process
+    group are the server's. Does not wait for it to answer (see `wait_ready`).
     """
     loop, http = event_loop_and_parser()
     args = [
-        sys.executable, "-m", "uvicorn", app,
-        "--host", "127.0.0.1", "--port", str(port),
+        *prefix, sys.executable, "-m", "uvicorn", app,
+        "--host", host, "--port", str(port),
         "--workers", "1", "--loop", loop, "--http", http,
         "--log-level", log_level, "--no-access-log",
         "--app-dir", str(BACKEND_DIR),
@@ -180,7 +186,7 @@ async def start_uvicorn(
             stderr=log,
             start_new_session=True,
         )
-    return Server(name, f"http://127.0.0.1:{port}", process, log_path)
+    return Server(name, f"http://{host}:{port}", process, log_path)
 
 
 async def wait_ready(

@@ -23,7 +23,7 @@ async def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
     text = haproxy.render(
         bind="127.0.0.1",
         port=18000,
-        node_ports=[18001, 18002, 18003],
+        nodes=[("127.0.0.1", 18001), ("127.0.0.1", 18002), ("127.0.0.1", 18003)],
         stats_socket=tmp_path / "haproxy.sock",
         checks=Checks(interval_ms=300, fall=3, rise=2),
     )
@@ -33,3 +33,19 @@ async def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
     for index in (1, 2, 3):
         assert f"server node{index} 127.0.0.1:1800{index}" in text
     assert "default-server check inter 300 fall 3 rise 2" in text
+
+
+async def test_nodes_on_hosts_of_their_own(tmp_path: Path) -> None:
+    """Nodes placed elsewhere (the tests' namespaces): each `server` line names its address."""
+    config = tmp_path / "haproxy.cfg"
+    text = haproxy.render(
+        bind="127.0.0.1",
+        port=18000,
+        nodes=[("10.213.7.2", 18001), ("10.213.7.3", 18002)],
+        stats_socket=tmp_path / "haproxy.sock",
+        checks=Checks(),
+    )
+    config.write_text(text)
+    await haproxy.check_config(config)
+    servers = [line.strip() for line in text.splitlines() if line.strip().startswith("server ")]
+    assert servers == ["server node1 10.213.7.2:18001", "server node2 10.213.7.3:18002"]

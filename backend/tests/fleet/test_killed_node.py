@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.database import async_url
 from app.core.settings import Settings
 from app.fleet.fleet import running_fleet
 from tests.fleet.conftest import CHECKS, fleet_options, node_env
 from tests.fleet.load import Figures, Load, wait_for
+from tests.fleet.site import Site
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -30,11 +32,13 @@ VICTIM = 2
 async def test_a_killed_node_fails_only_what_it_held(
     settings: Settings,
     auth: Auth,
-    engine: AsyncEngine,
+    site: Site,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert settings.database_url is not None
+    hosts = await site.hosts(3)
+    database_url = await site.database(settings.database_url)
     env = node_env(
         settings,
         simulated_tokens=60,
@@ -44,9 +48,11 @@ async def test_a_killed_node_fails_only_what_it_held(
         # its retries answer 409 until the claim may be taken over.
         idempotency_lock_timeout_s=2,
     )
-    options = fleet_options(tmp_path, 3, env)
+    options = fleet_options(tmp_path, 3, env, placements=hosts)
     figures = Figures("killed node")
-    async with running_fleet(options, settings.database_url) as fleet:
+    figures.extra["placement"] = site.placement
+    async with running_fleet(options, database_url) as fleet:
+        site.assert_placed(node.pid for node in fleet.nodes.values())
         load = Load(options.url, auth, figures, deadline_s=90, retry=True)
         clients = [load.reply_client(f"kill-reply-{i}") for i in range(STREAMS)]
         clients += [load.crud_client(f"kill-crud-{i}") for i in range(CRUD_CLIENTS)]
@@ -70,19 +76,24 @@ async def test_a_killed_node_fails_only_what_it_held(
         their_failed_within_s=round(failed_within, 1),
         replies_completed_after_kill=len(after_kill),
     )
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text("SELECT id, title FROM sessions WHERE title LIKE 'kill-crud-%'")
-        )
-        stored: dict[int, str] = {row.id: row.title for row in rows}
-        repeated = (
-            await conn.execute(
-                text(
-                    "SELECT count(*) FROM (SELECT title FROM sessions WHERE title LIKE "
-                    "'kill-crud-%' GROUP BY title HAVING count(*) > 1) AS twice"
-                )
+    # What the nodes stored, read from their database (the scenario's own in namespaces).
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id, title FROM sessions WHERE title LIKE 'kill-crud-%'")
             )
-        ).scalar_one()
+            stored: dict[int, str] = {row.id: row.title for row in rows}
+            repeated = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM (SELECT title FROM sessions WHERE title LIKE "
+                        "'kill-crud-%' GROUP BY title HAVING count(*) > 1) AS twice"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
     figures.extra["sessions_created_twice"] = repeated
     with capsys.disabled():
         print(f"\n{figures.line()}")

@@ -1,7 +1,9 @@
-"""A PostgreSQL primary with a synchronous streaming standby, from the distribution's server
-binaries (`/usr/lib/postgresql/<version>/bin`; the embedded one cannot replicate), on ports and
-in a folder of the test's own. As root it runs them as an unprivileged user, as the embedded
-server does (PostgreSQL refuses to run as root)."""
+"""PostgreSQL servers of a test's own from the distribution's server binaries
+(`/usr/lib/postgresql/<version>/bin`; the embedded one cannot replicate, nor listen on another
+address): a primary, and optionally a synchronous streaming standby, on ports and in a folder
+of the test's own. Both listen on 127.0.0.1 and, for nodes in network namespaces, on the
+bridge's address too, trusting the bridge's subnet. As root it runs them as an unprivileged
+user, as the embedded server does (PostgreSQL refuses to run as root)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -34,10 +35,23 @@ def postgres_bin() -> Path | None:
     return usable[-1] if usable else None
 
 
-class ReplicatedPostgres:
-    def __init__(self, bin_dir: Path) -> None:
+class PostgresServers:
+    """A primary, with a synchronous standby if `standby`. The nodes reach them at `address`
+    (127.0.0.1, or the bridge's address); `clients`, a subnet, may connect from elsewhere."""
+
+    def __init__(
+        self,
+        bin_dir: Path,
+        *,
+        standby: bool,
+        address: str = "127.0.0.1",
+        clients: str | None = None,
+    ) -> None:
         self.bin = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="agent-stack-failover-"))
+        self.standby = standby
+        self.address = address
+        self.clients = clients
+        self.root = Path(tempfile.mkdtemp(prefix="agent-stack-fleet-db-"))
         self.primary_dir = self.root / "primary"
         self.standby_dir = self.root / "standby"
         self.primary_port = free_port()
@@ -46,10 +60,13 @@ class ReplicatedPostgres:
 
     @property
     def url(self) -> str:
-        """Both servers, primary first: clients take the one that accepts writes."""
+        """The nodes' URL. With a standby: both servers, primary first, and clients take the
+        one that accepts writes."""
+        if not self.standby:
+            return f"postgresql://postgres@{self.address}:{self.primary_port}/{DATABASE}"
         return (
-            f"postgresql://postgres@127.0.0.1:{self.primary_port},127.0.0.1:{self.standby_port}"
-            f"/{DATABASE}?target_session_attrs=read-write"
+            f"postgresql://postgres@{self.address}:{self.primary_port},"
+            f"{self.address}:{self.standby_port}/{DATABASE}?target_session_attrs=read-write"
         )
 
     def _run(self, tool: str, *args: str) -> None:
@@ -66,8 +83,9 @@ class ReplicatedPostgres:
             raise RuntimeError(f"{tool} {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
     def _configure(self, data: Path, port: int, extra: str = "") -> None:
+        listen = ",".join(dict.fromkeys(["127.0.0.1", self.address]))
         settings = (
-            f"port = {port}\nlisten_addresses = '127.0.0.1'\n"
+            f"port = {port}\nlisten_addresses = '{listen}'\n"
             f"unix_socket_directories = '{self.root}'\n"
             "wal_level = replica\nmax_wal_senders = 4\nmax_connections = 100\n"
             # A process crash is simulated, not a power cut: the OS keeps what was written.
@@ -88,13 +106,22 @@ class ReplicatedPostgres:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.primary_dir), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync")  # fmt: skip
+        if self.clients is not None:
+            # The standby copies this file with the rest of the primary's folder.
+            with (self.primary_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(
+                    f"host all all {self.clients} trust\n"
+                    f"host replication all {self.clients} trust\n"
+                )
         # Synchronous replication: a commit is acknowledged once the standby has it.
         self._configure(
             self.primary_dir,
             self.primary_port,
-            "synchronous_standby_names = '*'\nsynchronous_commit = on\n",
+            "synchronous_standby_names = '*'\nsynchronous_commit = on\n" if self.standby else "",
         )
         self._start(self.primary_dir)
+        if not self.standby:
+            return
         self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port),
                   "-U", "postgres", "-D", str(self.standby_dir), "-R", "-X", "stream",
                   "--checkpoint=fast")  # fmt: skip
@@ -106,6 +133,8 @@ class ReplicatedPostgres:
         conn = await asyncpg.connect(host="127.0.0.1", port=self.primary_port, user="postgres")
         try:
             await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            if not self.standby:
+                return
             # Until the standby streams synchronously, "acknowledged" would not mean "on both".
             for _ in range(200):
                 sync = await conn.fetchval(
@@ -134,14 +163,3 @@ class ReplicatedPostgres:
                 pid = int(pid_file.read_text().splitlines()[0])
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-@contextlib.asynccontextmanager
-async def replicated_postgres(bin_dir: Path) -> AsyncIterator[ReplicatedPostgres]:
-    cluster = ReplicatedPostgres(bin_dir)
-    try:
-        await asyncio.to_thread(cluster.start)
-        await cluster.create_database()
-        yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
