@@ -160,6 +160,12 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             "server_settings": {
                 "application_name": "agent-stack",
                 "statement_timeout": str(settings.db_statement_timeout_ms),
+                # One plan per statement and connection. Left to choose, PostgreSQL re-plans
+                # statements whose plan for the given values looks cheaper every time (the
+                # message insert, the message page, the reply finish): planning cost more than
+                # running them. Every hot statement is a keyed lookup whose generic plan reads
+                # the same indexes (tests/api/test_plans.py).
+                "plan_cache_mode": "force_generic_plan",
             },
         },
     )
