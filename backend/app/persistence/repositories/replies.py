@@ -105,7 +105,9 @@ _CANCEL = Sql(
 # worker key while it lived, so a key we can lock has no owner. The CTE calls a volatile
 # function, so PostgreSQL runs it once, as written: one try-lock per distinct key (released when
 # this statement's transaction ends). Our own key is held by our listener session, so a pooled
-# session never gets it. The partial text is kept.
+# session never gets it. The partial text is kept. Chunks have no foreign key (its check would
+# lock the message for every row appended): those whose message is gone or no longer streaming
+# (an append that committed after a concurrent delete or final state) are deleted here.
 _SWEEP = Sql(
     f"""
     WITH orphaned AS (
@@ -123,6 +125,9 @@ _SWEEP = Sql(
         RETURNING m.id
     ), folded AS (
         DELETE FROM reply_chunks AS c USING failed WHERE c.message_id = failed.id
+    ), stray AS (
+        DELETE FROM reply_chunks AS c WHERE NOT EXISTS (
+            SELECT 1 FROM messages AS m WHERE m.id = c.message_id AND m.status = 'streaming')
     ), notified AS ({notify_ids_sql("channel", "failed", "id")})
     SELECT failed.id, (SELECT count(*) FROM notified) AS notifications FROM failed
     """
