@@ -202,12 +202,16 @@ class Settings(BaseSettings):
     simulated_tokens: int = Field(default=40, ge=1, le=100_000)
     simulated_delay_ms: float = Field(default=25.0, ge=0, le=60_000)
 
-    # 500 ms: each flush appends one row per reply, whose fixed cost in the write-ahead log is
-    # about 250 bytes; at a typical 50-100 tokens/s a half-second row carries enough text to keep
-    # the log under 3 bytes per byte of reply (`make bench` measures it). Followers in the
-    # generating process get every token at once; only other processes see this interval.
+    # 1000 ms: each flush appends one row per reply, whose fixed cost in the write-ahead log is
+    # about 200 bytes (the row's header, its key entry, its delete when the reply ends), on top
+    # of about 2 bytes per byte of reply for the text (once in the rows, once in the message).
+    # A typical model streams 50-100 tokens/s, some 200-400 bytes a second: the fixed cost adds
+    # 0.5-1 byte of log per byte of reply at one second, 1-2 at half a second. `python -m bench
+    # wal` (100 tokens/s of longer words): 2.63 bytes per byte, 2.97 at 500 ms. Followers in the
+    # generating process get every token at once; only other processes see this interval (and
+    # a crash loses at most this much text).
     reply_flush_ms: int = Field(
-        default=500, ge=10, le=10_000, description="How often streaming progress is persisted."
+        default=1000, ge=10, le=10_000, description="How often streaming progress is persisted."
     )
     # 100 ms: ten updates a second per stream is as smooth as a reader needs, and under load it
     # halves the per-token work of fanning deltas out (measured by `make bench`). The first token

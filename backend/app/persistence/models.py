@@ -281,7 +281,13 @@ class Message(Base):
 class ReplyChunk(Base):
     """Text of a streaming reply, appended as the model produces it (never rewritten, so the
     write-ahead log grows with the text, not with its square). The rows are folded into the
-    message's `content` and deleted when the reply ends."""
+    message's `content` and deleted when the reply ends.
+
+    No foreign key to `messages`: its check would lock the message row for every appended row,
+    one more WAL record per reply per flush. Instead a trigger deletes a streaming message's
+    chunks with it (`messages_delete_reply_chunks`, cascades included), and the orphan sweep
+    deletes chunks whose message is gone or ended (an append racing a delete or a final
+    state)."""
 
     __tablename__ = "reply_chunks"
     __table_args__ = (
@@ -289,9 +295,7 @@ class ReplyChunk(Base):
         CheckConstraint("char_length(text) > 0", name="text_not_empty"),
     )
 
-    message_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     start_offset: Mapped[int] = mapped_column(
         Integer, primary_key=True, comment="Character offset of the chunk in the reply"
     )

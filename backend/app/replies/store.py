@@ -10,7 +10,12 @@ from typing import TypeVar
 
 from app.domain.dtos import MessageDTO, MessageStatus
 from app.domain.reply_runtime import ReplyOutcome
-from app.persistence.repositories.replies import Chunk, ReplyState, SqlReplyRepository
+from app.persistence.repositories.replies import (
+    Chunk,
+    ChunkInFlight,
+    ReplyState,
+    SqlReplyRepository,
+)
 from app.persistence.unit_of_work import SqlUnitOfWork
 
 T = TypeVar("T")
@@ -27,7 +32,10 @@ class ReplyStore:
             return await call(uow.replies)
 
     async def append(self, chunks: Sequence[Chunk], live_ids: Sequence[int]) -> list[ReplyState]:
-        return await self._run(lambda replies: replies.append(chunks, live_ids))
+        try:
+            return await self._run(lambda replies: replies.append(chunks, live_ids))
+        except ChunkInFlight:
+            return await self._run(lambda replies: replies.append(chunks, live_ids))
 
     async def persisted_ends(self, message_ids: Sequence[int]) -> dict[int, int]:
         return await self._run(lambda replies: replies.persisted_ends(message_ids))

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from asyncpg import Record
 
 from app.domain.dtos import MessageDTO, MessageStatus, ToolCall
@@ -20,6 +21,7 @@ from app.persistence.repositories.base import Repository, Sql, first
 from app.persistence.repositories.message_columns import FIELDS
 from app.persistence.repositories.message_columns import message_columns as columns
 
+CHUNKS_KEY = "pk_reply_chunks"
 #: First key of our two-key advisory locks, so they cannot clash with other applications'.
 LOCK_NAMESPACE = 0x4C4C4D31
 
@@ -30,7 +32,10 @@ _PERSISTED = (
 
 # Append each reply's new text as a row (never rewriting what is stored), for the replies still
 # streaming; report every live reply's state, so a cancel flag is seen even when its NOTIFY was
-# missed. A conflict means the chunk is already there (a commit whose answer was lost).
+# missed. A chunk already there (a commit whose answer was lost) is skipped by NOT EXISTS, not
+# by ON CONFLICT: a speculative insertion logs one more record per row (Heap/HEAP_CONFIRM). If
+# that commit is still in flight, the primary key waits for it and refuses the row: see
+# `ChunkInFlight`.
 _APPEND = Sql(
     f"""
     WITH batch AS (
@@ -40,7 +45,8 @@ _APPEND = Sql(
         INSERT INTO reply_chunks (message_id, start_offset, text)
         SELECT b.message_id, b.start_offset, b.text FROM batch AS b
         JOIN messages AS m ON m.id = b.message_id AND m.status = 'streaming'
-        ON CONFLICT DO NOTHING
+        WHERE NOT EXISTS (SELECT 1 FROM reply_chunks AS c
+                          WHERE c.message_id = b.message_id AND c.start_offset = b.start_offset)
         RETURNING message_id
     ), notified AS ({notify_ids_sql("channel", "appended", "message_id")})
     SELECT m.id, m.status, m.cancel_requested,
@@ -105,7 +111,9 @@ _CANCEL = Sql(
 # worker key while it lived, so a key we can lock has no owner. The CTE calls a volatile
 # function, so PostgreSQL runs it once, as written: one try-lock per distinct key (released when
 # this statement's transaction ends). Our own key is held by our listener session, so a pooled
-# session never gets it. The partial text is kept.
+# session never gets it. The partial text is kept. Chunks have no foreign key (its check would
+# lock the message for every row appended): those whose message is gone or no longer streaming
+# (an append that committed after a concurrent delete or final state) are deleted here.
 _SWEEP = Sql(
     f"""
     WITH orphaned AS (
@@ -123,6 +131,9 @@ _SWEEP = Sql(
         RETURNING m.id
     ), folded AS (
         DELETE FROM reply_chunks AS c USING failed WHERE c.message_id = failed.id
+    ), stray AS (
+        DELETE FROM reply_chunks AS c WHERE NOT EXISTS (
+            SELECT 1 FROM messages AS m WHERE m.id = c.message_id AND m.status = 'streaming')
     ), notified AS ({notify_ids_sql("channel", "failed", "id")})
     SELECT failed.id, (SELECT count(*) FROM notified) AS notifications FROM failed
     """
@@ -135,6 +146,12 @@ def _calls(calls: Sequence[ToolCall]) -> str | None:
 
 def _message(row: Record) -> MessageDTO:
     return MessageDTO.model_validate(dict(row))
+
+
+class ChunkInFlight(Exception):
+    """An appended chunk collided with the same chunk stored by a statement still running when
+    this one began (a commit whose answer was lost). That statement has ended by now (the key
+    waited for it): the same append, run again, sees its chunk and skips it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +180,12 @@ class SqlReplyRepository(Repository):
             "live_ids": list(live_ids),
             "channel": REPLY_PROGRESS,
         }
-        rows = await self._db.write(_APPEND, params)
+        try:
+            rows = await self._db.write(_APPEND, params)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == CHUNKS_KEY:
+                raise ChunkInFlight from exc
+            raise
         return [
             ReplyState(row["id"], row["status"], row["cancel_requested"], row["appended"])
             for row in rows
