@@ -19,7 +19,11 @@ SESSION_FIELDS = (
     "id", "user_id", "title", "message_count", "created_at", "updated_at", "current_message_id",
     "metadata", "archived", "pinned", "expires_at"
 )  # fmt: skip
-SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
+# Empty labels come back as NULL, which the driver does not decode (SessionDTO reads it as {}).
+SESSION_COLUMNS = ", ".join(
+    "NULLIF(metadata, '{}'::jsonb) AS metadata" if name == "metadata" else name
+    for name in SESSION_FIELDS
+)
 _COLUMNS = SESSION_COLUMNS
 
 
