@@ -96,6 +96,7 @@ def create_app(
         flush_s=settings.reply_flush_ms / 1000,
         sweep_s=settings.reply_sweep_s,
         coalesce_s=settings.reply_coalesce_ms / 1000,
+        events_per_s=settings.reply_events_per_s,
     )
     sweeper = RetentionSweeper(
         ConnectParams.from_url(engine.url),

@@ -222,6 +222,15 @@ class Settings(BaseSettings):
         le=5_000,
         description="Tokens arriving this soon after a delta share the next one (0: per token).",
     )
+    # 2,000: up to 200 streams per process keep REPLY_COALESCE_MS's ten deltas a second; a
+    # thousand get two each. Every event costs the same CPU whatever it carries, so without a cap
+    # a crowd of streams starves the starts of new replies (`make bench` replies).
+    reply_events_per_s: int = Field(
+        default=2000,
+        ge=0,
+        description="Deltas a process sends per second across its streams before each "
+        "stream's are spaced further apart (0: no cap). First tokens and ends are never held.",
+    )
     reply_shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="At shutdown, time for running replies to finish."
     )

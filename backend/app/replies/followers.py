@@ -29,11 +29,17 @@ KEEPALIVE_S = 15.0
 
 class Followers:
     def __init__(
-        self, store: ReplyStore, running: dict[int, RunningReply], *, coalesce_s: float
+        self,
+        store: ReplyStore,
+        running: dict[int, RunningReply],
+        *,
+        coalesce_s: float,
+        events_per_s: float = 0,
     ) -> None:
         self._store = store
         self._running = running
         self._coalesce_s = coalesce_s
+        self._events_per_s = events_per_s
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
         #: Set when the process is leaving: unfinished streams end without a final event.
         self.released = False
@@ -63,8 +69,8 @@ class Followers:
 
     async def _follow_local(self, reply: RunningReply, offset: int) -> AsyncIterator[Progress]:
         """Text as the model produces it, until the reply is done. After a delta, tokens that
-        arrive within `coalesce_s` travel together: the first token is never delayed, and a
-        fast model costs one event per interval rather than one per token."""
+        arrive within `spacing()` travel together: the first token is never delayed, nor is
+        the end, and a fast model costs one event per interval rather than one per token."""
         while not self.released or reply.done.is_set():
             changed = reply.changed()
             done = reply.done.is_set()
@@ -72,8 +78,8 @@ class Followers:
                 tail = reply.text[offset:]
                 offset += len(tail)
                 yield Progress(text=tail)
-                if not done and self._coalesce_s:
-                    await asyncio.sleep(self._coalesce_s)
+                if not done and (pause := self.spacing()):
+                    await reply.pause(pause)
                     continue
             if done:
                 return
@@ -81,6 +87,16 @@ class Followers:
                 await asyncio.wait_for(changed, KEEPALIVE_S)
             except TimeoutError:
                 yield Progress()
+
+    def spacing(self) -> float:
+        """Time between two deltas of one stream: `coalesce_s`, stretched under load so that
+        this process sends at most `events_per_s` deltas a second across its running replies.
+        Each event costs the same whatever it carries; a thousand streams at ten a second
+        would cost more than starting new replies. First tokens and final events still go at
+        once."""
+        if not self._events_per_s:
+            return self._coalesce_s
+        return max(self._coalesce_s, len(self._running) / self._events_per_s)
 
     async def _follow_stored(self, message_id: int, offset: int) -> AsyncIterator[Progress]:
         loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,7 @@ class RunningReply:
         self._task: asyncio.Task[object] | None = None
         self._sealed = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._end_waiters: list[asyncio.Future[None]] = []
 
     @property
     def length(self) -> int:
@@ -89,6 +91,10 @@ class RunningReply:
         self.final = final
         self.done.set()
         self._wake()
+        for future in self._end_waiters:
+            if not future.done():
+                future.set_result(None)
+        self._end_waiters.clear()
 
     def nudge(self) -> None:
         """Wake the followers without news, so they look at their own state (released?)."""
@@ -100,8 +106,30 @@ class RunningReply:
         self._waiters.append(future)
         return future
 
+    async def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, or until the reply is done (its end is never held back)."""
+        if self.done.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._end_waiters.append(future)
+        timer = loop.call_later(seconds, _resolve, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            if not future.done():  # cancelled while waiting
+                future.cancel()
+            with contextlib.suppress(ValueError):
+                self._end_waiters.remove(future)
+
     def _wake(self) -> None:
         for future in self._waiters:
             if not future.done():
                 future.set_result(None)
         self._waiters.clear()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

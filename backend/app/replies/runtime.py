@@ -35,6 +35,7 @@ class ReplyRuntime:
         flush_s: float,
         sweep_s: float,
         coalesce_s: float,
+        events_per_s: float = 0,
     ) -> None:
         store = ReplyStore(uow_factory)
         self._running: dict[int, RunningReply] = {}
@@ -42,7 +43,9 @@ class ReplyRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self.writer = ProgressWriter(store, self._running, flush_s=flush_s)
-        self.followers = Followers(store, self._running, coalesce_s=coalesce_s)
+        self.followers = Followers(
+            store, self._running, coalesce_s=coalesce_s, events_per_s=events_per_s
+        )
         self.cancellation = Cancellation(store, self._running)
         self.liveness = Liveness(listener, store, self._running, sweep_s=sweep_s)
         listener.subscribe(REPLY_PROGRESS, self.followers.on_progress)
