@@ -519,19 +519,6 @@ class MessageDTO(_Output):
         description="The user's rating of an assistant message, with its time; null when none.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fold_feedback(cls, data: Any) -> Any:
-        """Rows carry feedback as three columns; the API shows one object (or null)."""
-        if isinstance(data, dict) and "feedback_rating" in data:
-            data = data.copy()  # every message of a page passes here: kept to plain dict calls
-            rating = data.pop("feedback_rating")
-            comment, at = data.pop("feedback_comment"), data.pop("feedback_at")
-            data["feedback"] = (
-                None if rating is None else {"rating": rating, "comment": comment, "created_at": at}
-            )
-        return data
-
 
 class ThreadMessageDTO(MessageDTO):
     sibling_ids: list[int] = Field(

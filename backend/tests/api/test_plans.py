@@ -2,9 +2,10 @@
 
 PostgreSQL re-plans a prepared statement on every execution while a plan made for the given
 values looks cheaper than the generic one; for the message insert (a recursive CTE guarded by
-`$n IS NOT NULL`), the message page (`LIMIT $n`) and the reply finish (`unnest` of arrays),
-that was always: planning cost more than running them (3.2 ms against 0.8 ms per insert). The
-pool's connections use `plan_cache_mode = force_generic_plan` (app/core/database.py)."""
+`$n IS NOT NULL`, now kept for tool results), the message page (`LIMIT $n`) and the reply
+finish (`unnest` of arrays), that was always: planning cost more than running them (3.2 ms
+against 0.8 ms per insert). The pool's connections use `plan_cache_mode = force_generic_plan`
+(app/core/database.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from app.core.database import create_engine
 from app.core.settings import Settings
 from app.main import create_app
 from app.persistence.repositories.base import Sql
-from app.persistence.repositories.messages import _ADD, _LIST
+from app.persistence.repositories.messages import _ADD, _ADD_PLAIN, _LIST
 from tests.api.test_queries import _scans
 
 Auth = Callable[[str], dict[str, str]]
@@ -71,7 +72,7 @@ async def test_hot_statements_are_planned_once(settings: Settings, auth: Auth) -
     replanned = [(r["statement"][:80], r["custom_plans"]) for r in rows if r["custom_plans"]]
     assert replanned == []
     reused = {r["statement"].strip()[:40] for r in rows if r["generic_plans"] >= ROUNDS}
-    assert {_ADD.sql.strip()[:40], _LIST[False].sql.strip()[:40]} <= reused, reused
+    assert {_ADD_PLAIN.sql.strip()[:40], _LIST[False].sql.strip()[:40]} <= reused, reused
 
 
 async def _generic_plan(engine: AsyncEngine, statement: Sql, params: dict[str, Any]) -> Any:
@@ -123,6 +124,7 @@ async def test_the_generic_plans_read_the_indexes(
         "call": None,
     }
     added = _scans(await _generic_plan(engine, _ADD, add))
-    for scans in (listed, added):
+    plain = _scans(await _generic_plan(engine, _ADD_PLAIN, add))
+    for scans in (listed, added, plain):
         assert not [s for s in scans if s[0] == "Seq Scan"], scans
     assert ("Index Scan", "messages", "ix_messages_session_id_created_at_id") in listed, listed

@@ -39,7 +39,7 @@ from app.domain.ports import (
     UnansweredCall,
 )
 from app.persistence.repositories.base import Repository, Sql, first
-from app.persistence.repositories.message_columns import FIELDS
+from app.persistence.repositories.message_columns import FIELDS, message_fields
 from app.persistence.repositories.message_columns import message_columns as columns
 from app.persistence.repositories.sessions import LIVE, SESSION_COLUMNS, live
 
@@ -98,6 +98,30 @@ _ADD = Sql(
     )
     SELECT probe.stale, probe.answered_by, added.*
     FROM probe LEFT JOIN added ON true
+    """
+)
+# The same for a message that answers no tool call (nearly all): no walk up the branch.
+_ADD_PLAIN = Sql(
+    f"""
+    WITH locked AS (
+        SELECT id, current_message_id FROM sessions
+        WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
+          AND {LIVE}
+        FOR NO KEY UPDATE
+    ), added AS (
+        INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, tool_calls,
+                              created_at)
+        SELECT locked.id, :user_id, locked.current_message_id, :role, :content, :tokens,
+               CAST(CAST(:tool_calls AS text) AS jsonb), clock_timestamp()
+        FROM locked
+        RETURNING {RETURNED}
+    ), moved AS (
+        UPDATE sessions
+        SET message_count = message_count + 1, updated_at = added.created_at,
+            current_message_id = added.id
+        FROM added WHERE sessions.id = added.session_id
+    )
+    SELECT false AS stale, CAST(NULL AS bigint) AS answered_by, added.* FROM added
     """
 )
 _GET = Sql(
@@ -372,7 +396,7 @@ _THREAD_MESSAGES = TypeAdapter(list[ThreadMessageDTO])
 
 
 def _message(row: Record) -> MessageDTO:
-    return MessageDTO.model_validate(dict(row))
+    return MessageDTO.model_validate(message_fields(row))
 
 
 def _context(items: list[dict[str, Any]] | None) -> list[PromptMessage]:
@@ -406,10 +430,12 @@ class SqlMessageRepository(Repository):
             "tokens": message.tokens,
             "max_messages": max_messages,
             "tool_calls": _calls_json(message.tool_calls),
-            "tool_call_id": call_id,
-            "call": json.dumps([{"id": call_id}]) if call_id is not None else None,
         }
-        row = first(await self._db.write(_ADD, params))
+        if call_id is None:
+            row = first(await self._db.write(_ADD_PLAIN, params))
+        else:
+            params |= {"tool_call_id": call_id, "call": json.dumps([{"id": call_id}])}
+            row = first(await self._db.write(_ADD, params))
         if row is None:
             return None
         if row["id"] is not None:
@@ -436,7 +462,9 @@ class SqlMessageRepository(Repository):
         rows = await self._db.read(_LIST[page.after is not None], params)
         if not rows:
             return None
-        return _MESSAGES.validate_python([dict(row) for row in rows if row["id"] is not None])
+        return _MESSAGES.validate_python(
+            [message_fields(row) for row in rows if row["id"] is not None]
+        )
 
     async def thread(
         self, session_id: int, user_id: int, *, before: int | None, limit: int
@@ -446,7 +474,7 @@ class SqlMessageRepository(Repository):
         if not rows:
             return None
         messages = _THREAD_MESSAGES.validate_python(
-            [dict(row) for row in rows if row["id"] is not None]  # one call for the page
+            [message_fields(row) for row in rows if row["id"] is not None]  # one call
         )
         return ThreadPage(messages, before_found=rows[0]["before_found"])
 

@@ -18,7 +18,7 @@ from app.domain.reply_runtime import ReplyOutcome
 from app.domain.services.replies import UNSTORABLE_ERROR
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
 from app.persistence.repositories.base import Repository, Sql, first
-from app.persistence.repositories.message_columns import FIELDS
+from app.persistence.repositories.message_columns import FIELDS, message_fields
 from app.persistence.repositories.message_columns import message_columns as columns
 
 CHUNKS_KEY = "pk_reply_chunks"
@@ -145,7 +145,7 @@ def _calls(calls: Sequence[ToolCall]) -> str | None:
 
 
 def _message(row: Record) -> MessageDTO:
-    return MessageDTO.model_validate(dict(row))
+    return MessageDTO.model_validate(message_fields(row))
 
 
 class ChunkInFlight(Exception):

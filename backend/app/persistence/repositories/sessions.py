@@ -13,7 +13,7 @@ from app.domain.import_plan import ImportPlan
 from app.domain.pagination import PageRequest
 from app.domain.ports import ForkSource, SessionChanges, SessionTree
 from app.persistence.repositories.base import Repository, Sql, first
-from app.persistence.repositories.message_columns import message_columns
+from app.persistence.repositories.message_columns import message_columns, message_fields
 
 SESSION_FIELDS = (
     "id", "user_id", "title", "message_count", "created_at", "updated_at", "current_message_id",
@@ -237,7 +237,7 @@ class SqlSessionRepository(Repository):
                 found.append((SessionDTO.model_validate(session), []))
             if row["id"] is not None:
                 message = {k: v for k, v in row.items() if not k.startswith("s_")}
-                found[-1][1].append(MessageDTO.model_validate(message))
+                found[-1][1].append(MessageDTO.model_validate(message_fields(message)))
         return [SessionTree(session, messages) for session, messages in found]
 
     async def session_count(self, user_id: int) -> int | None:
