@@ -45,6 +45,20 @@ from app.persistence.repositories.sessions import LIVE, SESSION_COLUMNS, live
 
 RETURNED = ", ".join(FIELDS)
 
+# The caller's session, locked, if it may take one more message; and its counter, recency and
+# current message moved to the message `added`. Shared by both inserts below.
+_LOCKED = f"""locked AS (
+        SELECT id, current_message_id FROM sessions
+        WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
+          AND {LIVE}
+        FOR NO KEY UPDATE
+    )"""
+_MOVED = """moved AS (
+        UPDATE sessions
+        SET message_count = message_count + 1, updated_at = added.created_at,
+            current_message_id = added.id
+        FROM added WHERE sessions.id = added.session_id
+    )"""
 # An append in one statement. The session row is locked first (NO KEY UPDATE: what an UPDATE
 # of its counter takes anyway; it leaves foreign-key checks alone) and the new message goes
 # under the locked row's current message; then the session counts it, points at it and moves
@@ -57,12 +71,7 @@ RETURNED = ", ".join(FIELDS)
 # session's lock first, in a transaction that sees it.
 _ADD = Sql(
     f"""
-    WITH RECURSIVE locked AS (
-        SELECT id, current_message_id FROM sessions
-        WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
-          AND {LIVE}
-        FOR NO KEY UPDATE
-    ), walk AS (
+    WITH RECURSIVE {_LOCKED}, walk AS (
         SELECT m.id, m.parent_id, m.tool_calls, m.tool_call_id
         FROM locked JOIN messages AS m ON m.id = locked.current_message_id
         WHERE CAST(:tool_call_id AS varchar) IS NOT NULL
@@ -90,12 +99,7 @@ _ADD = Sql(
         WHERE CAST(:tool_call_id AS varchar) IS NULL
            OR (probe.call_found AND probe.answered_by IS NULL)
         RETURNING {RETURNED}
-    ), moved AS (
-        UPDATE sessions
-        SET message_count = message_count + 1, updated_at = added.created_at,
-            current_message_id = added.id
-        FROM added WHERE sessions.id = added.session_id
-    )
+    ), {_MOVED}
     SELECT probe.stale, probe.answered_by, added.*
     FROM probe LEFT JOIN added ON true
     """
@@ -103,24 +107,14 @@ _ADD = Sql(
 # The same for a message that answers no tool call (nearly all): no walk up the branch.
 _ADD_PLAIN = Sql(
     f"""
-    WITH locked AS (
-        SELECT id, current_message_id FROM sessions
-        WHERE id = :session_id AND user_id = :user_id AND message_count < :max_messages
-          AND {LIVE}
-        FOR NO KEY UPDATE
-    ), added AS (
+    WITH {_LOCKED}, added AS (
         INSERT INTO messages (session_id, user_id, parent_id, role, content, tokens, tool_calls,
                               created_at)
         SELECT locked.id, :user_id, locked.current_message_id, :role, :content, :tokens,
                CAST(CAST(:tool_calls AS text) AS jsonb), clock_timestamp()
         FROM locked
         RETURNING {RETURNED}
-    ), moved AS (
-        UPDATE sessions
-        SET message_count = message_count + 1, updated_at = added.created_at,
-            current_message_id = added.id
-        FROM added WHERE sessions.id = added.session_id
-    )
+    ), {_MOVED}
     SELECT false AS stale, CAST(NULL AS bigint) AS answered_by, added.* FROM added
     """
 )
