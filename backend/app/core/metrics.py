@@ -132,7 +132,8 @@ def multiprocess_dir() -> Path | None:
 _FILE_PID = re.compile(r"_(\d+)\.db$")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process of this pid exists (one of another user's counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,7 +147,7 @@ def mark_dead_workers(directory: Path) -> list[int]:
     """Mark processes whose sample files are there but who are gone (a crashed worker that
     uvicorn replaced): their `live*` gauges are dropped. Returns the pids marked."""
     pids = {int(m.group(1)) for p in directory.glob("*.db") if (m := _FILE_PID.search(p.name))}
-    dead = sorted(pid for pid in pids if not _alive(pid))
+    dead = sorted(pid for pid in pids if not pid_alive(pid))
     for pid in dead:
         multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
     return dead

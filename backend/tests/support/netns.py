@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from app.core.metrics import pid_alive
 from app.fleet.placement import Placement
 
 PREFIX = "agst"
@@ -129,29 +130,19 @@ def remove_namespace(name: str) -> None:
     ip("netns", "del", name, check=False)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep() -> list[str]:
     """Remove the namespaces and links of runs whose process no longer exists; what it removed."""
     removed: list[str] = []
     for line in ip("netns", "list").splitlines():
         name = line.split()[0] if line.split() else ""
         found = NAMESPACE.match(name)
-        if found and not _alive(int(found.group(1))):
+        if found and not pid_alive(int(found.group(1))):
             remove_namespace(name)
             removed.append(name)
     for line in ip("-o", "link", "show").splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
         found = LINK.match(name)
-        if found and not _alive(int(found.group(1))):
+        if found and not pid_alive(int(found.group(1))):
             ip("link", "del", name, check=False)
             removed.append(name)
     return removed
