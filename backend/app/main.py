@@ -19,6 +19,7 @@ from app.api import replies as replies_api
 from app.api.dependencies.services import Services
 from app.api.middleware import BodySizeLimit, CrossOrigin
 from app.api.observe import REQUEST_ID_HEADER, ObserveRequests
+from app.core.collector import collector_thresholds
 from app.core.config_errors import load_settings
 from app.core.database import ConnectParams, create_engine
 from app.core.exit_signals import on_first_exit_signal
@@ -132,7 +133,7 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def serving() -> AsyncIterator[None]:
         # Start-up: take this process's liveness lock, fail orphaned replies, start the writer.
         await runtime.start()
         sweeping = asyncio.create_task(sweeper.run(), name="retention-sweep")
@@ -168,6 +169,12 @@ def create_app(
             await engine.dispose()
             if tracing is not None:
                 tracing.shutdown()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        with collector_thresholds(settings.gc_thresholds):
+            async with serving():
+                yield
 
     app = FastAPI(
         title="Agent Stack",

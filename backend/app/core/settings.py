@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The development secret shipped in the code. Production refuses to start with it.
@@ -230,6 +230,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Deltas a process sends per second across its streams before each "
         "stream's are spaced further apart (0: no cap). First tokens and ends are never held.",
+    )
+    # See app/core/collector.py: a collection every 20,000 net allocations instead of 700.
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        default=(20_000, 50, 100),
+        description="The garbage collector's thresholds in a server process, as a JSON list "
+        "(`[700, 10, 10]` is Python's own).",
     )
     reply_shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="At shutdown, time for running replies to finish."

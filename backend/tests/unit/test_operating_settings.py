@@ -64,3 +64,11 @@ def test_the_report_ends_the_process_with_status_2() -> None:
         exit_on_invalid(caught.value, out)
     assert exited.value.code == CONFIG_EXIT
     assert "DB_POOL_SIZE='0': Input should be greater than or equal to 1" in out.getvalue()
+
+
+def test_gc_thresholds_are_a_json_list_of_positive_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make().gc_thresholds == (20_000, 50, 100)
+    monkeypatch.setenv("GC_THRESHOLDS", "[700, 10, 10]")
+    assert make().gc_thresholds == (700, 10, 10)
+    with pytest.raises(ValidationError, match="gc_thresholds"):
+        make(gc_thresholds=(0, 10, 10))  # 0 would turn automatic collection off
