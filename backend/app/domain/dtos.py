@@ -475,9 +475,6 @@ class FeedbackDTO(_Output):
     created_at: datetime = Field(description="When this feedback was given (or last replaced).")
 
 
-#: The message row's feedback columns, folded into `MessageDTO.feedback`.
-
-
 class MessageDTO(_Output):
     id: int
     session_id: int

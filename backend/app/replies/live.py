@@ -91,10 +91,7 @@ class RunningReply:
         self.final = final
         self.done.set()
         self._wake()
-        for future in self._end_waiters:
-            if not future.done():
-                future.set_result(None)
-        self._end_waiters.clear()
+        _resolve_all(self._end_waiters)
 
     def nudge(self) -> None:
         """Wake the followers without news, so they look at their own state (released?)."""
@@ -118,18 +115,19 @@ class RunningReply:
             await future
         finally:
             timer.cancel()
-            if not future.done():  # cancelled while waiting
-                future.cancel()
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError):  # gone already if the reply ended
                 self._end_waiters.remove(future)
 
     def _wake(self) -> None:
-        for future in self._waiters:
-            if not future.done():
-                future.set_result(None)
-        self._waiters.clear()
+        _resolve_all(self._waiters)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        _resolve(future)
+    futures.clear()

@@ -32,10 +32,13 @@ class ReplyStore:
             return await call(uow.replies)
 
     async def append(self, chunks: Sequence[Chunk], live_ids: Sequence[int]) -> list[ReplyState]:
+        async def append(replies: SqlReplyRepository) -> list[ReplyState]:
+            return await replies.append(chunks, live_ids)
+
         try:
-            return await self._run(lambda replies: replies.append(chunks, live_ids))
-        except ChunkInFlight:
-            return await self._run(lambda replies: replies.append(chunks, live_ids))
+            return await self._run(append)
+        except ChunkInFlight:  # that chunk's own statement has ended by now: once more
+            return await self._run(append)
 
     async def persisted_ends(self, message_ids: Sequence[int]) -> dict[int, int]:
         return await self._run(lambda replies: replies.persisted_ends(message_ids))

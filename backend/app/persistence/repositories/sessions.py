@@ -235,9 +235,8 @@ class SqlSessionRepository(Repository):
             if not found or found[-1][0].id != row["s_id"]:
                 session = {name: row[f"s_{name}"] for name in SESSION_FIELDS}
                 found.append((SessionDTO.model_validate(session), []))
-            if row["id"] is not None:
-                message = {k: v for k, v in row.items() if not k.startswith("s_")}
-                found[-1][1].append(MessageDTO.model_validate(message_fields(message)))
+            if row["id"] is not None:  # the `s_` session fields are no message field's names
+                found[-1][1].append(MessageDTO.model_validate(message_fields(row)))
         return [SessionTree(session, messages) for session, messages in found]
 
     async def session_count(self, user_id: int) -> int | None:
