@@ -45,9 +45,9 @@ async def get_me(caller: CallerDep) -> UserDTO:
     "/me", status_code=status.HTTP_204_NO_CONTENT, summary="Erase my account and all its data"
 )
 async def delete_me(caller: CallerDep) -> Response:
-    """Delete the account with every session, message and idempotency key it owns, in one
-    statement (database cascades). The identity provider's account is not touched: a later
-    request with a valid token starts a new, empty account."""
+    """Delete the account with every session, message, idempotency key and usage record it
+    owns, in one transaction. The identity provider's account is not touched: a later request
+    with a valid token starts a new, empty account."""
     await UserService(caller.uow, caller.services.known_users).erase(caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -80,8 +80,9 @@ async def get_my_usage(
     ] = "day",
 ) -> UsageDTO:
     """Input and output tokens and the number of replies the service generated for the
-    caller in the period, in total and by group, from the replies themselves (messages posted
-    by clients and a fork's copies are not counted; nor are expired temporary sessions). `from`
+    caller in the period (by the time each started), in total and by group. A reply counts once
+    it has ended, and keeps counting after its conversation is deleted or expires: usage is a
+    ledger. Messages posted by clients, a fork's copies and imports are not counted. `from`
     must come before `to` and the period span at most 366 days (422 otherwise)."""
     return await UsageService(caller.uow).report(
         caller.user_id, parse_moment(start, "from"), parse_moment(end, "to"), group_by

@@ -398,12 +398,14 @@ class UsageRow:
 
 class UsageRepository(Protocol):
     """Counts the replies this service generated (not messages posted by clients, nor a fork's
-    copies of replies), from the messages' own columns, one user's rows only."""
+    copies of replies), one user's rows only, from a ledger written as each reply ends: deleting
+    a conversation does not take its usage back."""
 
     async def report(
         self, user_id: int, start: datetime, end: datetime, group_by: UsageGrouping
     ) -> Sequence[UsageRow]:
-        """Usage in `[start, end)` by group, in key order; expired sessions left out."""
+        """Usage of the replies that ended, created in `[start, end)`, by group, in key
+        order; deleted and expired conversations included."""
         ...
 
     async def hold(self, user_id: int) -> None:
@@ -414,6 +416,10 @@ class UsageRepository(Protocol):
     async def used_since(self, user_id: int, since: datetime) -> int:
         """Input plus output tokens of the user's replies created since `since`; a reply still
         streaming counts as one token (its usage is not known yet)."""
+        ...
+
+    async def erase(self, user_id: int) -> None:
+        """Delete the user's usage: with the account, after it (see `UserService.erase`)."""
         ...
 
 

@@ -302,6 +302,35 @@ class ReplyChunk(Base):
     text: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+class ReplyUsage(Base):
+    """What each generated reply used, written by the statement that ends it (its final state,
+    or the orphan sweep's failure). A ledger apart from `messages`: deleting a conversation, a
+    message or an expired temporary chat leaves the usage it recorded, so the usage report and
+    the daily token limit cannot be reset by deleting. Erasing the account erases it.
+
+    No foreign keys: messages and sessions may go first, and a key to `users` would make a
+    reply's end (message row, then the user's key lock) and an account's erasure (user row,
+    then its messages by cascade) lock in opposite orders, a deadlock. The erasure deletes these
+    rows itself, in a statement after the account's (`UserService.erase`). `created_at` is the
+    reply's own, so a reply counts on the day it started."""
+
+    __tablename__ = "reply_usage"
+    __table_args__ = (
+        CheckConstraint("input_tokens >= 0", name="input_tokens_non_negative"),
+        CheckConstraint("output_tokens >= 0", name="output_tokens_non_negative"),
+        # The report and the daily limit: one user's rows by time.
+        Index("ix_reply_usage_user_id_created_at", "user_id", "created_at"),
+    )
+
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    session_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    model: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    input_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class IdempotencyKey(Base):
     """A client's `Idempotency-Key`: claimed while its request runs, then the recorded response.
 

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.support.database import downgrade, upgrade
+from tests.support.database import downgrade, upgrade, upgrade_over
 
 BEFORE = "8d4e2c1a7b90"
 REVISION = "b7e3a91c5d20"
@@ -40,14 +40,9 @@ async def _run(engine: AsyncEngine, statement: str) -> None:
 async def test_chunks_follow_their_message_without_a_key_and_the_key_comes_back(
     scratch_url: str,
 ) -> None:
-    await upgrade(scratch_url, BEFORE)
+    await upgrade_over(scratch_url, BEFORE, SEED, REVISION)
     scratch = create_async_engine(scratch_url)
     try:
-        for statement in SEED:
-            await _run(scratch, statement)
-        await scratch.dispose()
-        await upgrade(scratch_url, REVISION)
-
         assert await _chunks(scratch) == [(1, 0), (1, 2)]  # the stray chunk is gone
         await _run(scratch, "INSERT INTO reply_chunks VALUES (99, 0, 'no message')")  # no key
         await _run(scratch, "DELETE FROM messages WHERE id = 2")  # not streaming: no trigger work

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.support.database import downgrade, upgrade
+from tests.support.database import downgrade, upgrade, upgrade_over
 
 BEFORE = "06f2d5b06ffe"
 REVISION = "8d4e2c1a7b90"
@@ -31,15 +31,9 @@ async def _rows(engine: AsyncEngine, sql: str) -> list[Any]:
 async def test_owners_are_backfilled_and_kept_equal_and_the_downgrade_keeps_data(
     scratch_url: str,
 ) -> None:
-    await upgrade(scratch_url, BEFORE)
+    await upgrade_over(scratch_url, BEFORE, SEED, REVISION)
     scratch = create_async_engine(scratch_url)
     try:
-        async with scratch.begin() as conn:
-            for statement in SEED:
-                await conn.execute(text(statement))
-        await scratch.dispose()
-        await upgrade(scratch_url, REVISION)
-
         owners = await _rows(scratch, "SELECT id, user_id FROM messages ORDER BY id")
         assert [tuple(row) for row in owners] == [(1, 1), (2, 2), (3, 2)]
         found = await _rows(

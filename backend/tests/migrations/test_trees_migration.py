@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.support.database import downgrade, upgrade
+from tests.support.database import downgrade, upgrade, upgrade_over
 
 BEFORE_TREES = "3c1f9a4e2b7d"
 #: The revision under test (later ones add columns these raw inserts do not fill).
@@ -35,15 +35,9 @@ async def _rows(engine: AsyncEngine, sql: str) -> list[Any]:
 
 
 async def test_existing_messages_become_one_chain_per_session(scratch_url: str) -> None:
-    await upgrade(scratch_url, BEFORE_TREES)
+    await upgrade_over(scratch_url, BEFORE_TREES, SEED, TREES)
     scratch = create_async_engine(scratch_url)
     try:
-        async with scratch.begin() as conn:
-            for statement in SEED:
-                await conn.execute(text(statement))
-        await scratch.dispose()
-        await upgrade(scratch_url, TREES)
-
         parents = await _rows(scratch, "SELECT id, parent_id FROM messages ORDER BY id")
         # By (created_at, id) in session 1: 1 → 2 → 3 (2 and 3 share a time: id decides).
         # Session 2 by time would be 4 → 6 → 5, whose 6 → 5 breaks parent_id < id: by id.
@@ -94,14 +88,9 @@ async def test_existing_messages_become_one_chain_per_session(scratch_url: str) 
 async def test_the_database_refuses_broken_trees(
     scratch_url: str, statement: str, constraint: str
 ) -> None:
-    await upgrade(scratch_url, BEFORE_TREES)
+    await upgrade_over(scratch_url, BEFORE_TREES, SEED, TREES)
     scratch = create_async_engine(scratch_url)
     try:
-        async with scratch.begin() as conn:
-            for seed in SEED:
-                await conn.execute(text(seed))
-        await scratch.dispose()
-        await upgrade(scratch_url, TREES)
         async with scratch.begin() as conn:
             with pytest.raises(DBAPIError, match=constraint):
                 await conn.execute(text(statement))
@@ -112,14 +101,9 @@ async def test_the_database_refuses_broken_trees(
 async def test_deleting_a_message_empties_only_the_pointer_and_takes_its_subtree(
     scratch_url: str,
 ) -> None:
-    await upgrade(scratch_url, BEFORE_TREES)
+    await upgrade_over(scratch_url, BEFORE_TREES, SEED, TREES)
     scratch = create_async_engine(scratch_url)
     try:
-        async with scratch.begin() as conn:
-            for seed in SEED:
-                await conn.execute(text(seed))
-        await scratch.dispose()
-        await upgrade(scratch_url, TREES)
         async with scratch.begin() as conn:
             await conn.execute(text("DELETE FROM messages WHERE id = 2"))
         assert [tuple(r) for r in await _rows(scratch, "SELECT id FROM messages WHERE id < 4")] == [
@@ -134,14 +118,9 @@ async def test_deleting_a_message_empties_only_the_pointer_and_takes_its_subtree
 async def test_downgrade_keeps_every_message_and_upgrade_chains_them_again(
     scratch_url: str,
 ) -> None:
-    await upgrade(scratch_url, BEFORE_TREES)
+    await upgrade_over(scratch_url, BEFORE_TREES, SEED, TREES)
     scratch = create_async_engine(scratch_url)
     try:
-        async with scratch.begin() as conn:
-            for seed in SEED:
-                await conn.execute(text(seed))
-        await scratch.dispose()
-        await upgrade(scratch_url, TREES)
         async with scratch.begin() as conn:
             # A branch (7 answers 1, beside 2) and a reply that only calls a tool.
             await conn.execute(

@@ -122,6 +122,9 @@ async def test_start_up_fails_replies_of_dead_processes_only(
     assert await server.app.state.reply_runtime.liveness.sweep() == [alive]
     assert await status_of(engine, alive) == ("failed", "half a", ORPHAN_ERROR)
     assert await finish_of(engine, alive) == ("error", None)
+    async with engine.connect() as conn:  # each failed reply counts once in the usage ledger
+        recorded = await conn.execute(text("SELECT message_id FROM reply_usage ORDER BY 1"))
+        assert [row.message_id for row in recorded] == sorted([orphan, alive])
 
 
 async def test_shutdown_marks_unfinished_replies_failed(

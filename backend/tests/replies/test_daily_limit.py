@@ -24,13 +24,17 @@ LIMIT = 1000
 
 
 async def _spend(engine: AsyncEngine, session_id: int, tokens: int) -> None:
-    """A finished reply of today that used `tokens` (input + output), as if generated here."""
+    """A finished reply of today that used `tokens` (input + output), as if generated here:
+    the message and its usage record, as the statement that ends a reply writes them."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO messages (session_id, user_id, role, content, input_tokens, tokens, "
-                "worker_key, model) SELECT id, user_id, 'assistant', 'spent', :i, :o, 1, 'm' "
-                "FROM sessions WHERE id = :s"
+                "WITH m AS (INSERT INTO messages (session_id, user_id, role, content, "
+                "input_tokens, tokens, worker_key, model) SELECT id, user_id, 'assistant', "
+                "'spent', :i, :o, 1, 'm' FROM sessions WHERE id = :s RETURNING *) "
+                "INSERT INTO reply_usage (message_id, user_id, session_id, model, created_at, "
+                "input_tokens, output_tokens) SELECT id, user_id, session_id, model, "
+                "created_at, input_tokens, tokens FROM m"
             ),
             {"s": session_id, "i": tokens // 2, "o": tokens - tokens // 2},
         )
@@ -88,7 +92,10 @@ async def test_usage_of_yesterday_does_not_count(
         sid = await new_session(http, alice)
         await _spend(engine, sid, 10 * LIMIT)
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE messages SET created_at = now() - interval '1 day'"))
+            for table in ("messages", "reply_usage"):
+                await conn.execute(
+                    text(f"UPDATE {table} SET created_at = now() - interval '1 day'")
+                )
         async with reply_stream(http, sid, "today", alice) as response:
             assert response.status_code == 200
 
@@ -160,3 +167,42 @@ async def test_a_start_waits_for_the_users_usage_lock(
             assert not started.done()
             await holder.rollback()
         assert await started == 200
+
+
+async def test_deleting_a_conversation_does_not_give_its_tokens_back(
+    serve: Serve, engine: AsyncEngine, auth: Auth
+) -> None:
+    """The limit reads the usage ledger, which outlives conversations: delete the session (or
+    only the reply) that used today's tokens and the next start is still refused."""
+    server = await serve(user_daily_token_limit=1)
+    alice = auth("alice")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        spent = await new_session(http, alice)
+        async with reply_stream(http, spent, "use them all", alice) as response:
+            assert response.status_code == 200
+            events = await collect(response)
+        done = events[-1].data
+        assert done["status"] == "completed"
+        used = done["tokens"] + done["input_tokens"]
+        assert used > 1
+        deleted = await http.delete(f"/api/sessions/{spent}", headers=alice)
+        assert deleted.status_code == 204
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM messages")) == 0
+
+        fresh = await new_session(http, alice)
+        refused = await http.post(
+            f"/api/sessions/{fresh}/replies", json={"content": "again"}, headers=alice
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["used"] == used
+        by_session = {"group_by": "session"}
+        report = await http.get("/api/users/me/usage", params=by_session, headers=alice)
+        assert report.json()["groups"] == [
+            {
+                "key": str(spent),
+                "input_tokens": done["input_tokens"],
+                "output_tokens": done["tokens"],
+                "replies": 1,
+            }
+        ]

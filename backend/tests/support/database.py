@@ -6,20 +6,22 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.cli import alembic_config
 from app.core.database import async_url
 from app.core.embedded_db import EmbeddedPostgres
+from app.persistence.models import Base
 
-TABLES = ("idempotency_keys", "reply_chunks", "messages", "sessions", "users")
+#: Every table of the schema (a new one is emptied between tests without being listed here).
+TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 
 
 @contextmanager
@@ -50,6 +52,20 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 async def downgrade(url: str, revision: str) -> None:
     await asyncio.to_thread(command.downgrade, alembic(url), revision)
+
+
+async def upgrade_over(url: str, before: str, seed: Sequence[str], revision: str) -> None:
+    """Migrate to `before`, store `seed` there (one transaction), then migrate to `revision`:
+    how a data migration meets the rows it must carry over."""
+    await upgrade(url, before)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in seed:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+    await upgrade(url, revision)
 
 
 async def truncate(engine: AsyncEngine) -> None:

@@ -701,7 +701,9 @@ class FakeSearch(FakeRepository):
 
 
 class FakeUsage(FakeRepository):
-    """Replies generated here are assistant messages with a model (the fake copies none)."""
+    """Replies generated here are assistant messages with a model (the fake copies none). The
+    fake reads the messages it holds; the ledger that outlives them is PostgreSQL's, tested in
+    tests/api/test_usage.py."""
 
     held = False
 
@@ -746,6 +748,9 @@ class FakeUsage(FakeRepository):
             1 if m.status == "streaming" else m.input_tokens + m.tokens
             for m in self._replies(user_id, since, far)
         )
+
+    async def erase(self, user_id: int) -> None:
+        self.uow.write()
 
 
 class FakeUnitOfWork:

@@ -91,8 +91,14 @@ class UserService:
         return user
 
     async def erase(self, user_id: int) -> None:
-        """Delete the account and, by database cascade, its sessions, messages and keys."""
-        deleted = await self._uow.users.delete(user_id)
+        """Delete the account and, by database cascade, its sessions, messages and keys; then
+        its usage. In that order, as two statements of one transaction: a reply ending during
+        the erasure holds its message until it has recorded its usage, so by the time the
+        account's statement is through (it waited for that message), the second statement sees
+        every usage row there will ever be."""
+        async with self._uow.atomic():
+            deleted = await self._uow.users.delete(user_id)
+            await self._uow.usage.erase(user_id)
         self._known.forget(user_id)
         if not deleted:
             raise AccountGone(user_id)

@@ -59,6 +59,24 @@ _PERSISTED_ENDS = Sql(
     "SELECT message_id, max(start_offset + char_length(text)) AS persisted FROM reply_chunks "
     "WHERE message_id = ANY(CAST(:ids AS bigint[])) GROUP BY message_id"
 )
+
+
+# The usage of the replies a statement ends, into the ledger (`reply_usage`), by that statement:
+# a reply is in the ledger exactly when it is no longer streaming. `source` returns the ended
+# rows with `owner_id` and `worker_key`; replies not generated here (no worker key) are not
+# usage. A reply ends once (`status = 'streaming'` guards every end), so the conflict clause
+# never fires: it is there so that a bug could never fail a whole batch of final states.
+def _record_usage(source: str) -> str:
+    return f"""
+        INSERT INTO reply_usage (message_id, user_id, session_id, model, created_at,
+                                 input_tokens, output_tokens)
+        SELECT id, owner_id, session_id, model, created_at, input_tokens, tokens
+        FROM {source} WHERE worker_key IS NOT NULL
+        ON CONFLICT (message_id) DO NOTHING"""
+
+
+_USAGE_COLUMNS = "m.user_id AS owner_id, m.worker_key"
+
 # The final states, batched like progress: under load one statement ends many replies. A NULL
 # content means "what was persisted" (the text could not be stored as it was); a NULL model, the
 # one recorded when the reply started.
@@ -78,11 +96,14 @@ _FINISH = Sql(
             finish_reason = v.finish_reason, model = coalesce(v.model, m.model),
             tool_calls = CAST(v.calls AS jsonb), finished_at = clock_timestamp()
         FROM v WHERE m.id = v.id AND m.status = 'streaming'
-        RETURNING {", ".join(f"m.{field}" for field in FIELDS)}
+        RETURNING {", ".join(f"m.{field}" for field in FIELDS)}, {_USAGE_COLUMNS}
     ), folded AS (
         DELETE FROM reply_chunks AS c USING finished WHERE c.message_id = finished.id
+    ), recorded AS ({_record_usage("finished")}
     ), notified AS ({notify_ids_sql("channel", "finished", "id")})
-    SELECT finished.*, (SELECT count(*) FROM notified) AS notifications FROM finished
+    SELECT {", ".join(f"finished.{field}" for field in FIELDS)},
+           (SELECT count(*) FROM notified) AS notifications
+    FROM finished
     """
 )
 # What a follower in another process reads: the text after its offset, and whether it ended.
@@ -128,9 +149,11 @@ _SWEEP = Sql(
         WHERE m.status = 'streaming'
           AND (m.worker_key IS NULL
                OR m.worker_key IN (SELECT key FROM orphaned WHERE key IS NOT NULL))
-        RETURNING m.id
+        RETURNING m.id, m.session_id, m.model, m.created_at, m.input_tokens, m.tokens,
+                  {_USAGE_COLUMNS}
     ), folded AS (
         DELETE FROM reply_chunks AS c USING failed WHERE c.message_id = failed.id
+    ), recorded AS ({_record_usage("failed")}
     ), stray AS (
         DELETE FROM reply_chunks AS c WHERE NOT EXISTS (
             SELECT 1 FROM messages AS m WHERE m.id = c.message_id AND m.status = 'streaming')

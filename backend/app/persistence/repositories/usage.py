@@ -1,10 +1,10 @@
-"""Usage of the language model, from the replies' own columns, and the per-user lock that
-makes the daily token limit exact across processes.
+"""Usage of the language model, from the ledger of ended replies (`reply_usage`), and the
+per-user lock that makes the daily token limit exact across processes.
 
-A reply this service generated carries the key of the process that generated it
-(`worker_key`): messages posted by clients, and a fork's copies of replies, have none, so they
-are never counted (a fork would count its replies twice). Every statement reads one user's rows
-through `(user_id, created_at)`.
+The ledger holds the replies this service generated, each written by the statement that ends it
+(see `repositories/replies.py`); messages posted by clients, a fork's copies and imports are not
+usage. It outlives conversations: deleting one does not give its tokens back. Every statement
+reads one user's rows through `(user_id, created_at)`.
 """
 
 from __future__ import annotations
@@ -22,27 +22,20 @@ from app.persistence.repositories.replies import LOCK_NAMESPACE
 #: other a little, never count each other's usage.
 USAGE_LOCK_NAMESPACE = LOCK_NAMESPACE + 1
 
-_GENERATED = "m.worker_key IS NOT NULL"
-
 _KEYS: dict[UsageGrouping, str] = {
-    "day": "to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    "model": "coalesce(m.model, '')",
-    "session": "CAST(m.session_id AS text)",
+    "day": "to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "model": "coalesce(u.model, '')",
+    "session": "CAST(u.session_id AS text)",
 }
 
 
 def _report_sql(key: str) -> Sql:
     return Sql(
         f"""
-        WITH expired AS (
-            SELECT coalesce(array_agg(id), '{{}}') AS ids FROM sessions
-            WHERE user_id = :user_id AND expires_at <= now()
-        )
-        SELECT {key} AS key, coalesce(sum(m.input_tokens), 0) AS input_tokens,
-               coalesce(sum(m.tokens), 0) AS output_tokens, count(*) AS replies
-        FROM expired, messages AS m
-        WHERE m.user_id = :user_id AND m.created_at >= :start AND m.created_at < :end
-          AND {_GENERATED} AND m.session_id <> ALL (expired.ids)
+        SELECT {key} AS key, coalesce(sum(u.input_tokens), 0) AS input_tokens,
+               coalesce(sum(u.output_tokens), 0) AS output_tokens, count(*) AS replies
+        FROM reply_usage AS u
+        WHERE u.user_id = :user_id AND u.created_at >= :start AND u.created_at < :end
         GROUP BY 1 ORDER BY 1
         """
     )
@@ -50,14 +43,18 @@ def _report_sql(key: str) -> Sql:
 
 _REPORT = {grouping: _report_sql(key) for grouping, key in _KEYS.items()}
 _HOLD = Sql("SELECT pg_advisory_xact_lock(:namespace, CAST(:user_id % 2147483647 AS integer))")
+# One snapshot: a reply is either still streaming (a message, one token) or ended (in the
+# ledger), never both nor neither, since one statement ends it and records it.
 _USED = Sql(
-    f"""
-    SELECT coalesce(sum(CASE WHEN m.status = 'streaming' THEN 1
-                             ELSE m.input_tokens + m.tokens END), 0) AS used
-    FROM messages AS m
-    WHERE m.user_id = :user_id AND m.created_at >= :since AND {_GENERATED}
+    """
+    SELECT (SELECT coalesce(sum(u.input_tokens + u.output_tokens), 0) FROM reply_usage AS u
+            WHERE u.user_id = :user_id AND u.created_at >= :since)
+         + (SELECT count(*) FROM messages AS m
+            WHERE m.user_id = :user_id AND m.created_at >= :since AND m.status = 'streaming'
+              AND m.worker_key IS NOT NULL) AS used
     """
 )
+_ERASE = Sql("DELETE FROM reply_usage WHERE user_id = :user_id")
 
 
 class SqlUsageRepository(Repository):
@@ -77,3 +74,6 @@ class SqlUsageRepository(Repository):
     async def used_since(self, user_id: int, since: datetime) -> int:
         row = first(await self._db.read(_USED, {"user_id": user_id, "since": since}))
         return int(row["used"]) if row is not None else 0
+
+    async def erase(self, user_id: int) -> None:
+        await self._db.write(_ERASE, {"user_id": user_id})
