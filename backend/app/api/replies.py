@@ -191,17 +191,27 @@ async def create_reply(
     "cancellable the same way. The old reply stays as another branch (its `sibling_ids` in the "
     "thread); the new one becomes current. 409 while another reply of the session streams, for "
     "a message that is not an assistant's or answers nothing, or when the session is full. "
-    "Send `tools` again if the reply may call them.\n" + EVENTS_DOC,
+    "Send `tools` again if the reply may call them.\n\n"
+    "With an `Idempotency-Key`, a retry with the same key and body joins the reply the first "
+    "request started, from its start, with `Idempotent-Replayed: true`: one new reply, one "
+    "model call. The same key with another body is 422; while the first request is still "
+    "starting the reply, 409.\n" + EVENTS_DOC,
 )
 async def regenerate(
     message_id: ResourceId,
     caller: PrincipalDep,
     request: Request,
     body: Annotated[RegenerateDTO | SkipJsonSchema[None], Body()] = None,
+    key: IdempotencyKeyHeader = None,
 ) -> EventSourceResponse:
     service = services_of(request).replies
-    started = await service.regenerate(caller, message_id, tools=tool_options(body))
-    return event_stream(service.events(started.reply, Position()))
+    once = IdempotentRequest(key, await fingerprint(request)) if key is not None else None
+    started = await service.regenerate(
+        caller, message_id, tools=tool_options(body), idempotency=once
+    )
+    if started.replayed:
+        metrics.IDEMPOTENT_REPLAYS.labels("/api/messages/{message_id}/regenerate").inc()
+    return event_stream(service.events(started.reply, Position()), replayed=started.replayed)
 
 
 @router.get(

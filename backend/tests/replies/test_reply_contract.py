@@ -133,6 +133,69 @@ async def test_a_failed_start_does_not_use_up_the_key(http: httpx.AsyncClient, a
     assert again.status_code == 404
 
 
+async def _regenerate(
+    http: httpx.AsyncClient, message_id: int, headers: dict[str, str], body: Any = None
+) -> tuple[int, httpx.Headers, list[Event]]:
+    async with http.stream(
+        "POST", f"/api/messages/{message_id}/regenerate", json=body, headers=headers
+    ) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, response.headers, []
+        return response.status_code, response.headers, await collect(response)
+
+
+async def test_a_retried_regeneration_with_the_same_key_joins_the_first_one(
+    http: httpx.AsyncClient, auth: Auth, engine: AsyncEngine
+) -> None:
+    alice = auth("alice")
+    sid = await new_session(http, alice)
+    _, first_reply = await _start(http, sid, {"content": "hi"}, alice)
+    original = first_reply[1].data["id"]
+    keyed = {**alice, "Idempotency-Key": str(uuid.uuid4())}
+    status, first_headers, first = await _regenerate(http, original, keyed)
+    assert status == 200
+    status, again_headers, again = await _regenerate(http, original, keyed)
+    assert status == 200
+    assert "idempotent-replayed" not in first_headers
+    assert again_headers["idempotent-replayed"] == "true"
+    assert [e.event for e in again[:1]] == ["message"]  # a regeneration has no user event
+    assert again[0].data["id"] == first[0].data["id"] != original
+    assert again[-1].event == "done"
+    assert again[-1].data == first[-1].data
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM messages WHERE session_id = :sid"), {"sid": sid}
+        )
+    assert count == 3  # the user message, the original reply, ONE regeneration
+
+    # Without the key the same request is a new regeneration; another body with the key, 422.
+    status, _, fresh = await _regenerate(http, original, alice)
+    assert status == 200
+    assert fresh[0].data["id"] not in {original, first[0].data["id"]}
+    other = await http.post(f"/api/messages/{original}/regenerate", json={}, headers=keyed)
+    assert other.status_code == 422
+    assert "different request" in other.json()["detail"]
+
+
+async def test_a_failed_regeneration_does_not_use_up_the_key(
+    http: httpx.AsyncClient, auth: Auth
+) -> None:
+    alice = auth("alice")
+    sid = await new_session(http, alice)
+    _, started = await _start(http, sid, {"content": "hi"}, alice)
+    user_message = started[0].data["id"]
+    keyed = {**alice, "Idempotency-Key": "k-regenerate"}
+    for _ in range(2):  # a user message cannot be regenerated: 409 both times, not a replay
+        status, headers, _ = await _regenerate(http, user_message, keyed)
+        assert status == 409
+        assert "idempotent-replayed" not in headers
+    status, headers, events = await _regenerate(http, started[1].data["id"], keyed)
+    assert status == 200  # the key is still free for a request that succeeds
+    assert "idempotent-replayed" not in headers
+    assert events[-1].event == "done"
+
+
 async def test_a_user_message_has_no_stream(http: httpx.AsyncClient, auth: Auth) -> None:
     alice = auth("alice")
     sid = await new_session(http, alice)

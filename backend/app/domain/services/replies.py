@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
 
 from pydantic import BaseModel
 
@@ -245,8 +244,8 @@ class ReplyService:
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
 
-            async def exchange(uow: UnitOfWork) -> Exchange:
-                async def attempt() -> Exchange | StartRefusal | None:
+            async def attempt(uow: UnitOfWork) -> Exchange:
+                async def once() -> Exchange | StartRefusal | None:
                     return await uow.messages.start_exchange(
                         user_id,
                         session_id,
@@ -258,81 +257,102 @@ class ReplyService:
                         max_messages=self._limits.max_messages_per_session,
                     )
 
-                async def attempts() -> Exchange:
-                    started = await attempt()
-                    if started == "stale":
-                        started = await _holding_session(uow, session_id, user_id, attempt)
-                    return _started(started)
-
-                if self._daily_limit.tokens is None:
-                    return await attempts()
-                async with uow.atomic():  # the check and the start, under the user's lock
-                    await check_daily_limit(uow, user_id, self._daily_limit)
-                    return await attempts()
+                started = await once()
+                if started == "stale":
+                    started = await _holding_session(uow, session_id, user_id, once)
+                return _started(started)
 
             try:
-                if idempotency is None:
-                    started = await exchange(uow)
-                else:
-                    outcome = await self._start_once(uow, user_id, exchange, idempotency)
-                    if isinstance(outcome, Replay):
-                        recorded = ReplyStart.model_validate_json(outcome.body)
-                        return StartedReply(recorded.user_message, recorded.reply, replayed=True)
-                    started = outcome
+                started = await self._begin(uow, user_id, attempt, idempotency)
             except _NotStarted as refused:
                 raise await self._refusal(
                     uow, user_id, session_id, refused.refused, parent
                 ) from None
-        return self._launch(started, content, tools)
+        return (
+            started if isinstance(started, StartedReply) else self._launch(started, content, tools)
+        )
 
     async def regenerate(
-        self, caller: Principal, message_id: int, *, tools: ToolOptions | None = None
+        self,
+        caller: Principal,
+        message_id: int,
+        *,
+        tools: ToolOptions | None = None,
+        idempotency: IdempotentRequest | None = None,
     ) -> StartedReply:
         """A new reply to the same parent as assistant message `message_id`, which stays as
-        another branch; the new one becomes current."""
+        another branch; the new one becomes current. With an `Idempotency-Key`, a retry joins
+        the reply the first request started, as for `start`."""
         worker_key = self._hub.worker_key
         async with self._uow_factory() as uow:
             user_id = await UserService(uow, self._known).resolve(caller)
 
-            async def attempt() -> Exchange | Literal["busy"] | None:
-                return await uow.messages.regenerate(
-                    user_id,
-                    message_id,
-                    worker_key,
-                    self._provider.model,
-                    context_limit=self._policy.context_messages,
-                    max_messages=self._limits.max_messages_per_session,
+            async def attempt(uow: UnitOfWork) -> Exchange:
+                return _started(
+                    await uow.messages.regenerate(
+                        user_id,
+                        message_id,
+                        worker_key,
+                        self._provider.model,
+                        context_limit=self._policy.context_messages,
+                        max_messages=self._limits.max_messages_per_session,
+                    )
                 )
 
+            try:
+                started = await self._begin(uow, user_id, attempt, idempotency)
+            except _NotStarted as refused:  # rolled back; the reads below say why
+                raise await self._regenerate_refusal(
+                    uow, user_id, message_id, refused.refused
+                ) from None
+        return started if isinstance(started, StartedReply) else self._launch(started, None, tools)
+
+    async def _begin(
+        self,
+        uow: UnitOfWork,
+        user_id: int,
+        attempt: Callable[[UnitOfWork], Awaitable[Exchange]],
+        idempotency: IdempotentRequest | None,
+    ) -> Exchange | StartedReply:
+        """Run a start statement: after the daily limit's check (under the user's lock) when
+        there is a limit, and under the `Idempotency-Key` when one was sent. A started reply
+        comes back only when the key replays: the reply to join, not to launch."""
+
+        async def exchange(uow: UnitOfWork) -> Exchange:
             if self._daily_limit.tokens is None:
-                started = await attempt()
-            else:
-                try:
-                    async with uow.atomic():  # the check and the start, under the user's lock
-                        await check_daily_limit(uow, user_id, self._daily_limit)
-                        started = _started(await attempt())
-                except _NotStarted as refused:  # rolled back; the reads below say why
-                    started = refused.refused if refused.refused == "busy" else None
-            if not isinstance(started, Exchange):
-                # The failure path may cost reads: which refusal was it?
-                target = await uow.messages.get(message_id, user_id)
-                if target is None:
-                    raise NotFound(f"message {message_id} not found")
-                if started == "busy":
-                    running = await uow.messages.streaming_in_session(target.session_id)
-                    raise reply_in_progress(target.session_id, running)
-                if target.role != "assistant":
-                    raise Conflict(
-                        f"message {message_id} is a {target.role} message; only an assistant's "
-                        "reply can be regenerated (to edit a message, reply to its parent)"
-                    )
-                if target.parent_id is None:
-                    raise Conflict(
-                        f"message {message_id} answers no message: there is nothing to "
-                        "regenerate it from"
-                    )
-                raise session_full(target.session_id, self._limits)
-        return self._launch(started, None, tools)
+                return await attempt(uow)
+            async with uow.atomic():  # the check and the start, under the user's lock
+                await check_daily_limit(uow, user_id, self._daily_limit)
+                return await attempt(uow)
+
+        if idempotency is None:
+            return await exchange(uow)
+        outcome = await self._start_once(uow, user_id, exchange, idempotency)
+        if isinstance(outcome, Replay):
+            recorded = ReplyStart.model_validate_json(outcome.body)
+            return StartedReply(recorded.user_message, recorded.reply, replayed=True)
+        return outcome
+
+    async def _regenerate_refusal(
+        self, uow: UnitOfWork, user_id: int, message_id: int, refused: StartRefusal | None
+    ) -> DomainError:
+        """Why no regeneration started: read after the failed statement."""
+        target = await uow.messages.get(message_id, user_id)
+        if target is None:
+            return NotFound(f"message {message_id} not found")
+        if refused == "busy":
+            running = await uow.messages.streaming_in_session(target.session_id)
+            return reply_in_progress(target.session_id, running)
+        if target.role != "assistant":
+            return Conflict(
+                f"message {message_id} is a {target.role} message; only an assistant's "
+                "reply can be regenerated (to edit a message, reply to its parent)"
+            )
+        if target.parent_id is None:
+            return Conflict(
+                f"message {message_id} answers no message: there is nothing to regenerate it from"
+            )
+        return session_full(target.session_id, self._limits)
 
     def _launch(
         self, started: Exchange, content: str | None, tools: ToolOptions | None
