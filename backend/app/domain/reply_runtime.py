@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from app.domain.dtos import FinishReason, MessageDTO, MessageStatus, ToolCall
@@ -27,6 +28,20 @@ class ReplyOutcome:
     finish_reason: FinishReason = "stop"
     model: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What a reply used, for the usage ledger, when its message was deleted while it streamed
+    and so has no final state to carry it: deleting must not take tokens back."""
+
+    message_id: int
+    user_id: int
+    session_id: int
+    created_at: datetime
+    model: str | None
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +96,11 @@ class ReplyHub(Protocol):
 
     async def request_cancel(self, message_id: int) -> None:
         """Ask whichever process generates the reply to stop it."""
+        ...
+
+    async def record_usage(self, usage: UsageRecord) -> None:
+        """Put a deleted reply's usage in the ledger (unless its account is gone). An end
+        recorded already (a sweep failed the reply) keeps the larger counts."""
         ...
 
     async def wait_finished(self, message_id: int, timeout_s: float) -> MessageDTO | None: ...

@@ -304,7 +304,8 @@ class ReplyChunk(Base):
 
 class ReplyUsage(Base):
     """What each generated reply used, written by the statement that ends it (its final state,
-    or the orphan sweep's failure). A ledger apart from `messages`: deleting a conversation, a
+    or the orphan sweep's failure), or, for a reply deleted while it streamed, by the process
+    that generated it once it stops. A ledger apart from `messages`: deleting a conversation, a
     message or an expired temporary chat leaves the usage it recorded, so the usage report and
     the daily token limit cannot be reset by deleting. Erasing the account erases it.
 

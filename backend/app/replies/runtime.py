@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from app.domain.dtos import MessageDTO
 from app.domain.errors import Unavailable
-from app.domain.reply_runtime import LiveReply, Progress
+from app.domain.reply_runtime import LiveReply, Progress, UsageRecord
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS
 from app.persistence.listener import Listener
 from app.replies.cancellation import Cancellation
@@ -37,7 +37,7 @@ class ReplyRuntime:
         coalesce_s: float,
         events_per_s: float = 0,
     ) -> None:
-        store = ReplyStore(uow_factory)
+        store = self._store = ReplyStore(uow_factory)
         self._running: dict[int, RunningReply] = {}
         self._listener = listener
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,6 +125,9 @@ class ReplyRuntime:
 
     async def request_cancel(self, message_id: int) -> None:
         await self.cancellation.request(message_id)
+
+    async def record_usage(self, usage: UsageRecord) -> None:
+        await self._store.record_usage(usage)
 
     async def wait_finished(self, message_id: int, timeout_s: float) -> MessageDTO | None:
         return await self.followers.wait_finished(message_id, timeout_s)

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from app.domain.dtos import MessageDTO, MessageStatus
-from app.domain.reply_runtime import ReplyOutcome
+from app.domain.reply_runtime import ReplyOutcome, UsageRecord
 from app.persistence.repositories.replies import (
     Chunk,
     ChunkInFlight,
@@ -56,6 +56,9 @@ class ReplyStore:
 
     async def request_cancel(self, message_id: int) -> bool:
         return await self._run(lambda replies: replies.request_cancel(message_id))
+
+    async def record_usage(self, usage: UsageRecord) -> None:
+        await self._run(lambda replies: replies.record_usage(usage))
 
     async def fail_orphans(self, error: str) -> list[int]:
         return await self._run(lambda replies: replies.fail_orphans(error))

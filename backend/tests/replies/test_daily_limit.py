@@ -206,3 +206,44 @@ async def test_deleting_a_conversation_does_not_give_its_tokens_back(
                 "replies": 1,
             }
         ]
+
+
+async def test_a_reply_deleted_while_it_streams_still_counts(
+    serve: Serve, engine: AsyncEngine, auth: Auth
+) -> None:
+    """Deleting the session mid-reply stops the generation, and what the reply used so far
+    goes in the ledger: start, delete, repeat is no way round the limit."""
+    server = await serve(
+        user_daily_token_limit=1, simulated_tokens=400, simulated_delay_ms=10, reply_flush_ms=50
+    )
+    alice = auth("alice")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        sid = await new_session(http, alice)
+        async with reply_stream(http, sid, "long", alice) as response:
+            received = await collect(response, limit=6)  # user, message, 4 deltas
+        reply_id = received[1].data["id"]
+        assert [e.event for e in received[2:]] == ["delta"] * 4
+        deleted = await http.delete(f"/api/sessions/{sid}", headers=alice)
+        assert deleted.status_code == 204
+
+        recorded = None
+        async with engine.connect() as conn:
+            for _ in range(250):  # a bounded wait for the generation to notice (one flush)
+                recorded = (
+                    await conn.execute(
+                        text("SELECT output_tokens FROM reply_usage WHERE message_id = :m"),
+                        {"m": reply_id},
+                    )
+                ).scalar()
+                if recorded is not None:
+                    break
+                await asyncio.sleep(0.02)
+        assert recorded is not None, "the deleted reply's usage was not recorded"
+        assert 4 <= recorded < 400  # what it streamed until it was stopped
+
+        fresh = await new_session(http, alice)
+        refused = await http.post(
+            f"/api/sessions/{fresh}/replies", json={"content": "again"}, headers=alice
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["used"] == recorded

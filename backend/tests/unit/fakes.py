@@ -52,7 +52,7 @@ from app.domain.ports import (
     UnitOfWorkFactory,
     UsageRow,
 )
-from app.domain.reply_runtime import LiveReply, Progress, ReplyOutcome, StopReason
+from app.domain.reply_runtime import LiveReply, Progress, ReplyOutcome, StopReason, UsageRecord
 from app.domain.search import Markers
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -841,6 +841,7 @@ class FakeHub:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.launched: dict[int, Callable[[LiveReply], Awaitable[None]]] = {}
+        self.recorded: list[UsageRecord] = []
 
     def launch(self, message_id: int, run: Callable[[LiveReply], Awaitable[None]]) -> None:
         self.launched[message_id] = run
@@ -873,6 +874,9 @@ class FakeHub:
 
     async def wait_finished(self, message_id: int, timeout_s: float) -> MessageDTO | None:
         raise NotImplementedError
+
+    async def record_usage(self, usage: UsageRecord) -> None:
+        self.recorded.append(usage)
 
 
 class ScriptedProvider:

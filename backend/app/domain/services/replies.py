@@ -30,7 +30,7 @@ from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Pro
 from app.domain.language_model import LLMProvider, PromptMessage, ToolOptions, Usage
 from app.domain.ports import Exchange, Parent, StartRefusal, UnitOfWork, UnitOfWorkFactory
 from app.domain.reply_events import Position, ReplyEvent
-from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome
+from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome, UsageRecord
 from app.domain.rules import Limits, storable_text, validate_content
 from app.domain.services.idempotency import IdempotencyPolicy, IdempotentWrites, Replay
 from app.domain.services.messages import session_full
@@ -268,9 +268,9 @@ class ReplyService:
                 raise await self._refusal(
                     uow, user_id, session_id, refused.refused, parent
                 ) from None
-        return (
-            started if isinstance(started, StartedReply) else self._launch(started, content, tools)
-        )
+        if isinstance(started, StartedReply):
+            return started
+        return self._launch(user_id, started, content, tools)
 
     async def regenerate(
         self,
@@ -305,7 +305,9 @@ class ReplyService:
                 raise await self._regenerate_refusal(
                     uow, user_id, message_id, refused.refused
                 ) from None
-        return started if isinstance(started, StartedReply) else self._launch(started, None, tools)
+        if isinstance(started, StartedReply):
+            return started
+        return self._launch(user_id, started, None, tools)
 
     async def _begin(
         self,
@@ -355,10 +357,11 @@ class ReplyService:
         return session_full(target.session_id, self._limits)
 
     def _launch(
-        self, started: Exchange, content: str | None, tools: ToolOptions | None
+        self, user_id: int, started: Exchange, content: str | None, tools: ToolOptions | None
     ) -> StartedReply:
         prompt = build_prompt(self._policy, started.context, content)
-        self._hub.launch(started.reply.id, partial(self._generate, started.reply, prompt, tools))
+        run = partial(self._generate, user_id, started.reply, prompt, tools)
+        self._hub.launch(started.reply.id, run)
         return StartedReply(started.user_message, started.reply)
 
     async def _start_once(
@@ -475,6 +478,7 @@ class ReplyService:
 
     async def _generate(
         self,
+        user_id: int,
         reply: MessageDTO,
         prompt: list[PromptMessage],
         tools: ToolOptions | None,
@@ -514,12 +518,14 @@ class ReplyService:
             log.exception("reply %s failed", reply.id)
             error = INTERNAL_ERROR
         outcome = None
+        model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
         if live.stop_reason != "gone":
-            model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
             ended = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
             outcome = dataclasses.replace(ended, model=model)
         try:
             await live.end(outcome)
+            if outcome is None:  # deleted while it streamed: what it used is still usage
+                await self._record_gone(user_id, reply, model, usage, chunks)
         finally:
             self._observer.ended(
                 ReplyReport(
@@ -531,6 +537,25 @@ class ReplyService:
                     output_tokens=outcome.tokens if outcome is not None else chunks,
                 )
             )
+
+    async def _record_gone(
+        self, user_id: int, reply: MessageDTO, model: str, usage: Usage | None, chunks: int
+    ) -> None:
+        """Counted as a cancelled reply is: the provider's report if it came, else a token per
+        chunk and no input tokens."""
+        record = UsageRecord(
+            message_id=reply.id,
+            user_id=user_id,
+            session_id=reply.session_id,
+            created_at=reply.created_at,
+            model=model,
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else chunks,
+        )
+        try:
+            await self._hub.record_usage(record)
+        except Exception:  # the reply is over either way; say what was not recorded
+            log.exception("reply %s: the usage of the deleted reply was not recorded", reply.id)
 
 
 def _outcome(

@@ -6,6 +6,7 @@ sent from the statement, so followers are woken exactly when the data they read 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import asyncpg
 from asyncpg import Record
 
 from app.domain.dtos import MessageDTO, MessageStatus, ToolCall
-from app.domain.reply_runtime import ReplyOutcome
+from app.domain.reply_runtime import ReplyOutcome, UsageRecord
 from app.domain.services.replies import UNSTORABLE_ERROR
 from app.persistence.channels import REPLY_CANCEL, REPLY_PROGRESS, notify_ids_sql
 from app.persistence.repositories.base import Repository, Sql, first
@@ -104,6 +105,24 @@ _FINISH = Sql(
     SELECT {", ".join(f"finished.{field}" for field in FIELDS)},
            (SELECT count(*) FROM notified) AS notifications
     FROM finished
+    """
+)
+# A reply deleted while it streamed: its usage goes in the ledger all the same. The owner's row
+# is locked (KEY SHARE) first: an account being erased makes this wait and then find no owner,
+# and an erasure that comes after finds the row (`UserService.erase`). An end already recorded
+# (the orphan sweep failed this reply, thinking its process dead) keeps the larger counts.
+_RECORD_GONE = Sql(
+    """
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id FOR KEY SHARE)
+    INSERT INTO reply_usage (message_id, user_id, session_id, model, created_at, input_tokens,
+                             output_tokens)
+    SELECT CAST(:message_id AS bigint), owner.id, CAST(:session_id AS bigint),
+           CAST(:model AS text), CAST(:created_at AS timestamptz), CAST(:input_tokens AS integer),
+           CAST(:output_tokens AS integer)
+    FROM owner
+    ON CONFLICT (message_id) DO UPDATE
+    SET input_tokens = greatest(reply_usage.input_tokens, excluded.input_tokens),
+        output_tokens = greatest(reply_usage.output_tokens, excluded.output_tokens)
     """
 )
 # What a follower in another process reads: the text after its offset, and whether it ended.
@@ -248,6 +267,9 @@ class SqlReplyRepository(Repository):
 
     async def request_cancel(self, message_id: int) -> bool:
         return bool(await self._db.write(_CANCEL, {"id": message_id, "channel": REPLY_CANCEL}))
+
+    async def record_usage(self, usage: UsageRecord) -> None:
+        await self._db.write(_RECORD_GONE, dataclasses.asdict(usage))
 
     async def fail_orphans(self, error: str) -> list[int]:
         params = {"namespace": LOCK_NAMESPACE, "error": error, "channel": REPLY_PROGRESS}
