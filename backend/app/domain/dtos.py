@@ -17,6 +17,7 @@ from pydantic import (
     JsonValue,
     StrictBool,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -691,7 +692,8 @@ def _imported_content(value: str | None, info: ValidationInfo) -> str | None:
         return value
     if value is None:
         unless = " (unless it calls tools, or was cut short)" if role == "assistant" else ""
-        raise ValueError(f"required in a {role} message{unless}")
+        article = "an" if role == "assistant" else "a"
+        raise ValueError(f"required in {article} {role} message{unless}")
     if value == "":
         raise ValueError("must not be empty")
     return value
@@ -702,6 +704,64 @@ class ImportedFeedback(_Input):
     comment: FeedbackComment | None = None
     created_at: ImportedTime | None = Field(default=None, description="Default: the import time.")
 
+
+_TEXT_PART: JsonValue = {
+    "type": "object",
+    "description": "A text part of OpenAI's content parts.",
+    "properties": {
+        "type": {"const": "text"},
+        "text": {"type": "string", "minLength": 1, "pattern": rules.NO_NUL_PATTERN},
+    },
+    "required": ["type", "text"],
+    "additionalProperties": False,
+}
+
+
+def _joined_text_parts(value: object) -> object:
+    """OpenAI's content parts (`[{"type": "text", "text": ...}, ...]`), as a Chat Completions
+    request carries them: the texts joined by newlines. Any other part (an image, audio, a file,
+    a refusal) cannot be stored as text: it is refused, never dropped."""
+    if not isinstance(value, list):
+        return value
+    if not value:
+        raise ValueError("no content parts: send the text, or null")
+    texts: list[str] = []
+    for index, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text":
+            shown = f"of type `{kind}`" if isinstance(kind, str) else "not a content part"
+            raise ValueError(
+                f"part {index} is {shown}: only text parts can be imported (images, audio, "
+                "files and refusals cannot be stored as a message's text)"
+            )
+        text = part.get("text")
+        if set(part) != {"type", "text"} or not isinstance(text, str) or not text:
+            raise ValueError(
+                f'part {index}: a text part is {{"type": "text", "text": "..."}}, with text'
+            )
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def _empty_only(what: str) -> BeforeValidator:
+    """A field of OpenAI's message objects (an SDK's `model_dump()` writes them all, mostly
+    empty): accepted while empty; anything in it could not be stored, so it is refused."""
+
+    def check(value: object) -> None:
+        if value is not None and value != []:
+            raise ValueError(f"{what} cannot be imported; only empty (null) is accepted")
+
+    return BeforeValidator(check)
+
+
+def _empty_openai_field(what: str) -> Any:
+    return Field(
+        default=None,
+        description=f"OpenAI's field, accepted when empty (null or []): {what} cannot be imported.",
+    )
+
+
+_EMPTY: JsonValue = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
 
 _IMPORTED_MESSAGE_RULES: list[JsonValue] = [
     {
@@ -734,7 +794,11 @@ _IMPORTED_MESSAGE_RULES: list[JsonValue] = [
         },
         "then": {
             "required": ["content"],
-            "properties": {"content": {"type": "string", "minLength": 1}},
+            "properties": {
+                "content": {
+                    "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1}]
+                }
+            },
         },
     },
 ]
@@ -773,12 +837,39 @@ class ImportedMessage(_Input):
         str | None,
         Field(max_length=rules.CONTENT_MAX_CHARS, pattern=rules.NO_NUL_PATTERN),
         AfterValidator(_imported_content),
+        BeforeValidator(_joined_text_parts),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {
+                        "type": "string",
+                        "maxLength": rules.CONTENT_MAX_CHARS,
+                        "pattern": rules.NO_NUL_PATTERN,
+                    },
+                    {"type": "array", "minItems": 1, "items": _TEXT_PART},
+                    {"type": "null"},
+                ]
+            }
+        ),
     ] = Field(
         default=None,
         validate_default=True,
-        description="The text (at most 100,000 characters, no NUL). Required and not empty, "
-        "except in an assistant message that calls tools or was cancelled or failed.",
+        description="The text (at most 100,000 characters, no NUL), or OpenAI's content parts "
+        "if they are all text (joined by newlines). Required and not empty, except in an "
+        "assistant message that calls tools or was cancelled or failed.",
     )
+    refusal: Annotated[None, _empty_only("a refusal"), WithJsonSchema(_EMPTY)] = (
+        _empty_openai_field("a refusal")
+    )
+    annotations: Annotated[None, _empty_only("annotations"), WithJsonSchema(_EMPTY)] = (
+        _empty_openai_field("annotations")
+    )
+    audio: Annotated[None, _empty_only("audio"), WithJsonSchema(_EMPTY)] = _empty_openai_field(
+        "audio"
+    )
+    function_call: Annotated[
+        None, _empty_only("a legacy function_call (send tool_calls)"), WithJsonSchema(_EMPTY)
+    ] = _empty_openai_field("a legacy function_call (send `tool_calls`)")
     tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     input_tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[

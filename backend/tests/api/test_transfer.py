@@ -138,6 +138,75 @@ async def test_an_openai_list_becomes_one_branch(client: httpx.AsyncClient, auth
     assert continued["status"] == "completed"
 
 
+async def test_openai_content_parts_and_sdk_dumps_are_imported(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    """What an OpenAI request or an SDK's `message.model_dump()` holds: text parts (joined by
+    newlines), and the empty `refusal`, `annotations`, `audio` and `function_call` fields."""
+    alice = auth("alice")
+    dumped: dict[str, Any] = {
+        "content": "Lisbon: 18 °C",
+        "refusal": None,
+        "annotations": [],
+        "audio": None,
+        "function_call": None,
+        "tool_calls": None,
+    }
+    body = {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "weather in Lisbon?"},
+                    {"type": "text", "text": "and in Porto?"},
+                ],
+            },
+            {"role": "assistant", **dumped},
+        ]
+    }
+    imported = await _post(client, "/api/sessions/import", body, alice)
+    assert imported["title"] == "weather in Lisbon?"
+    thread = (await client.get(f"/api/sessions/{imported['id']}/thread", headers=alice)).json()
+    assert [m["content"] for m in thread] == [
+        "be brief",
+        "weather in Lisbon?\nand in Porto?",
+        "Lisbon: 18 °C",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "said"),
+    [
+        (
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                                         {"type": "image_url", "image_url": {"url": "x"}}]},
+            "content",
+            "part 1 is of type `image_url`",
+        ),
+        ({"role": "user", "content": []}, "content", "no content parts"),
+        ({"role": "user", "content": [{"type": "text", "text": ""}]}, "content", "with text"),
+        ({"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}, "content", "part 0"),
+        ({"role": "user", "content": ["a"]}, "content", "not a content part"),
+        ({"role": "assistant", "content": None, "refusal": "no"}, "refusal", "refusal"),
+        ({"role": "assistant", "content": "a", "annotations": [{}]}, "annotations", "annot"),
+        ({"role": "assistant", "content": "a", "audio": {"id": "x"}}, "audio", "audio"),
+    ],
+)  # fmt: skip
+async def test_what_cannot_be_stored_as_text_is_refused_not_dropped(
+    client: httpx.AsyncClient, auth: Auth, message: dict[str, Any], field: str, said: str
+) -> None:
+    alice = auth("alice")
+    body = {"messages": [{"role": "user", "content": "first"}, message]}
+    refused = await client.post("/api/sessions/import", json=body, headers=alice)
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["errors"]
+    named = [e for e in errors if e["loc"] == ["body", "messages", 1, field]]
+    assert named, errors
+    assert said in named[0]["msg"], errors
+    assert (await client.get("/api/users/me", headers=alice)).json()["session_count"] == 0
+
+
 def _exported(*messages: dict[str, Any], current: int | None = None) -> dict[str, Any]:
     return {
         "format": "agent-stack.session",
