@@ -207,8 +207,10 @@ async def fork_session(
     body: Annotated[ForkCreateDTO | SkipJsonSchema[None], Body()] = None,
 ) -> SessionDTO | Response:
     """A new session of the caller holding a copy of the branch from the root to `message_id`
-    (default: the current message): new ids, same roles, contents, tokens, tool data and order.
-    The copy of `message_id` is its current message; the original is untouched. Counts against
+    (default: the current message): new ids, same roles, contents, tokens, tool data and order,
+    and the session's `metadata`; not its archived and pinned flags, its expiry, nor the
+    messages' feedback (a rating is of the original reply). The copy of `message_id` is its
+    current message; the original is untouched. Counts against
     `MAX_SESSIONS_PER_USER` (409 beyond); 409 too while a reply on that path still streams.
     `Idempotency-Key` makes retries safe, as for creating a session."""
     fork = body or ForkCreateDTO()

@@ -219,6 +219,38 @@ async def test_a_fork_copies_the_path_into_a_new_session(
     assert (default.json()["title"], default.json()["message_count"]) == ("original", 3)
 
 
+async def test_a_fork_keeps_the_labels_but_not_the_flags_expiry_or_feedback(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    alice = auth("alice")
+    labels = {"project": "apollo", "customer": "acme"}
+    created = await client.post(
+        "/api/sessions/",
+        json={"title": "labelled", "metadata": labels, "expires_at": "2999-01-01T00:00:00Z"},
+        headers=alice,
+    )
+    sid = created.json()["id"]
+    flagged = await client.patch(
+        f"/api/sessions/{sid}", json={"archived": True, "pinned": True}, headers=alice
+    )
+    assert flagged.status_code == 200, flagged.text
+    await post(client, sid, alice, "a")
+    b = await post(client, sid, alice, "b", role="assistant")
+    rated = await client.put(
+        f"/api/messages/{b['id']}/feedback", json={"rating": "up"}, headers=alice
+    )
+    assert rated.status_code == 200, rated.text
+
+    forked = await client.post(f"/api/sessions/{sid}/fork", headers=alice)
+    assert forked.status_code == 201, forked.text
+    fork = forked.json()
+    assert fork["metadata"] == labels
+    assert (fork["archived"], fork["pinned"], fork["expires_at"]) == (False, False, None)
+    assert [m["feedback"] for m in await thread(client, fork["id"], alice)] == [None, None]
+    listed = await client.get("/api/sessions/?metadata=project:apollo", headers=alice)
+    assert [s["id"] for s in listed.json()] == [fork["id"]]  # the original is archived
+
+
 async def test_a_retried_fork_with_the_same_key_creates_one_session(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:

@@ -284,12 +284,13 @@ class FakeSessions(FakeRepository):
         session = await self.get(session_id, user_id)
         if session is None:
             return None
+        labels = dict(session.metadata)
         if message_id is None:
-            return ForkSource(session.title, session.current_message_id)
+            return ForkSource(session.title, session.current_message_id, metadata=labels)
         target = self.store.messages.get(message_id)
         if target is None or target.session_id != session_id:
             return ForkSource(session.title, None, found=False)
-        return ForkSource(session.title, message_id)
+        return ForkSource(session.title, message_id, metadata=labels)
 
     async def delete(self, session_id: int, user_id: int) -> bool:
         self.uow.write()

@@ -52,8 +52,9 @@ class BranchService:
         title: str | None = None,
     ) -> SessionDTO:
         """A new session of the caller holding a copy of the path from the root to
-        `message_id` (default: the current message), which is current there too. Counts
-        against the caller's session quota. Several statements, one transaction."""
+        `message_id` (default: the current message), which is current there too, with the
+        session's metadata (labels); not its flags, expiry or feedback. Counts against the
+        caller's session quota. Several statements, one transaction."""
         title = normalize_title(title) if title is not None else None
         maximum = self._limits.max_sessions_per_user
         async with self._uow.atomic():
@@ -65,7 +66,9 @@ class BranchService:
                     f"message_id: message {message_id} is not a message of session {session_id}",
                     loc=("body", "message_id"),
                 )
-            created = await self._uow.sessions.add(user_id, title or source.title, maximum)
+            created = await self._uow.sessions.add(
+                user_id, title or source.title, maximum, metadata=source.metadata
+            )
             if created is None:
                 raise await refuse_new_session(self._uow, user_id, maximum)
             if source.end_id is None:

@@ -153,7 +153,7 @@ _LOCK = Sql(
 # UPDATE) go on.
 _FORK_SOURCE = Sql(
     f"""
-    SELECT s.title,
+    SELECT s.title, CAST(s.metadata AS text) AS metadata,
         CASE WHEN CAST(:message_id AS bigint) IS NULL THEN s.current_message_id ELSE m.id END
             AS end_id,
         CAST(:message_id AS bigint) IS NULL OR m.id IS NOT NULL AS found
@@ -296,7 +296,9 @@ class SqlSessionRepository(Repository):
     ) -> ForkSource | None:
         params = {"session_id": session_id, "user_id": user_id, "message_id": message_id}
         row = first(await self._db.read(_FORK_SOURCE, params))
-        return ForkSource(row["title"], row["end_id"], row["found"]) if row is not None else None
+        if row is None:
+            return None
+        return ForkSource(row["title"], row["end_id"], row["found"], json.loads(row["metadata"]))
 
     async def delete(self, session_id: int, user_id: int) -> bool:
         params = {"session_id": session_id, "user_id": user_id}
