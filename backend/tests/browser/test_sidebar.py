@@ -45,6 +45,35 @@ async def test_rename_and_delete_with_confirmation(
     assert (await client.get(f"/api/sessions/{kept['id']}")).status_code == 200
 
 
+async def test_a_branch_switch_moves_the_session_to_the_top(
+    page: Page, user: str, api: Callable[[str], httpx.AsyncClient]
+) -> None:
+    client = api(user)
+    document = {
+        "format": "agent-stack.session",
+        "version": 1,
+        "session": {"title": "Branched", "current_message_id": 3},
+        "messages": [
+            {"id": 1, "role": "user", "content": "Question"},
+            {"id": 2, "parent_id": 1, "role": "assistant", "content": "First answer"},
+            {"id": 3, "parent_id": 1, "role": "assistant", "content": "Second answer"},
+        ],
+    }
+    assert (await client.post("/api/sessions/import", json=document)).status_code == 201
+    assert (await client.post("/api/sessions/", json={"title": "Newer"})).status_code == 201
+    await sign_in(page, user)
+    sessions = page.locator("#sessions .open")
+    await expect(sessions).to_have_text(["Newer", "Branched"])
+
+    await sessions.filter(has_text="Branched").click()
+    assistant = page.locator("li.message.role-assistant").last
+    await expect(assistant.locator(".body")).to_have_text("Second answer")
+    await assistant.get_by_role("button", name="Previous version").click()
+    await expect(assistant.locator(".body")).to_have_text("First answer")
+    # A branch switch is activity (`updated_at`): the list shows it without a reload.
+    await expect(sessions).to_have_text(["Branched", "Newer"])
+
+
 async def test_load_more_follows_the_cursor(
     page: Page, user: str, api: Callable[[str], httpx.AsyncClient]
 ) -> None:

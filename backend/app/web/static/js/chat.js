@@ -417,6 +417,9 @@ export function createChat({ onSessionChanged, onSessionsChanged }) {
       let leaf = id;
       while (children.has(leaf)) leaf = Math.max(...children.get(leaf));
       session = await json("PATCH", `/api/sessions/${session.id}`, { body: { current_message_id: leaf } });
+      // A branch switch is activity: the session moves to the top of the list.
+      onSessionChanged(session);
+      onSessionsChanged();
       if (reload) await loadThread();
     } catch (error) {
       report(error, () => switchBranch(id, reload));
