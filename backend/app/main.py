@@ -30,9 +30,10 @@ from app.core.reply_telemetry import ReplyTelemetry, model_name
 from app.core.security import LocalTokens, RememberedTokens
 from app.core.settings import Settings
 from app.core.tracing import Tracing
+from app.domain.prompt import ReplyPolicy
 from app.domain.rules import Limits
 from app.domain.services.idempotency import IdempotencyPolicy
-from app.domain.services.replies import ReplyPolicy, ReplyService
+from app.domain.services.replies import ReplyService
 from app.domain.services.usage import DailyLimit
 from app.domain.services.users import KnownUsers
 from app.llm import build_provider

@@ -9,8 +9,8 @@ import pytest
 from app.domain.dtos import MessageDTO, Role
 from app.domain.errors import InvalidInput
 from app.domain.language_model import PromptMessage
+from app.domain.prompt import ReplyPolicy, build_prompt
 from app.domain.reply_events import Position, final_event, start_event
-from app.domain.services.replies import ReplyPolicy, build_prompt
 from app.llm.simulated import SimulatedProvider, simulated_text, simulated_tokens
 
 

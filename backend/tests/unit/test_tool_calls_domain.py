@@ -21,9 +21,10 @@ from app.domain.dtos import (
 )
 from app.domain.errors import InvalidInput
 from app.domain.language_model import Chunk, PromptMessage, ToolCallDelta, ToolOptions, Usage
+from app.domain.prompt import ReplyPolicy, build_prompt
 from app.domain.reply_events import Position
 from app.domain.services.messages import MessageService
-from app.domain.services.replies import ReplyPolicy, ReplyService, build_prompt
+from app.domain.services.replies import ReplyService
 from app.domain.services.sessions import SessionService
 from app.domain.tool_calls import ToolCallAssembler
 from app.llm.simulated import SimulatedProvider

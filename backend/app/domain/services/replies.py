@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +29,7 @@ from app.domain.dtos import FinishReason, MessageDTO, Principal, ToolCall
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound, ProviderFailed
 from app.domain.language_model import LLMProvider, PromptMessage, ToolOptions, Usage
 from app.domain.ports import Exchange, Parent, StartRefusal, UnitOfWork, UnitOfWorkFactory
+from app.domain.prompt import ReplyPolicy, build_prompt
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome, UsageRecord
 from app.domain.rules import Limits, storable_text, validate_content
@@ -49,16 +50,6 @@ SHUTDOWN_ERROR = "the server shut down before the reply finished"
 EMPTY_ERROR = "the model returned no text"
 INTERNAL_ERROR = "the reply failed because of an internal error"
 UNSTORABLE_ERROR = "the reply's text could not be stored"
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyPolicy:
-    """What goes into a prompt: an optional system prompt, then the newest messages of the
-    branch that fit."""
-
-    system_prompt: str | None = None
-    context_chars: int = 32_000
-    context_messages: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,87 +93,6 @@ def _started(result: Exchange | StartRefusal | None) -> Exchange:
     if not isinstance(result, Exchange):
         raise _NotStarted(result)
     return result
-
-
-def _size(message: PromptMessage) -> int:
-    calls = sum(len(c.function.name) + len(c.function.arguments) for c in message.tool_calls)
-    return len(message.content) + calls
-
-
-def _groups(newest_first: Sequence[PromptMessage]) -> list[list[PromptMessage]]:
-    """The messages in the units a prompt takes or leaves: tool results together with the
-    assistant message that called them (one is useless without the other); any other message
-    alone."""
-    groups: list[list[PromptMessage]] = []
-    i = 0
-    while i < len(newest_first):
-        group = [newest_first[i]]
-        i += 1
-        if group[0].role == "tool":
-            while i < len(newest_first) and newest_first[i].role == "tool":
-                group.append(newest_first[i])
-                i += 1
-            if i < len(newest_first) and newest_first[i].tool_calls:
-                group.append(newest_first[i])
-                i += 1
-        groups.append(group)
-    return groups
-
-
-def _answerable(chronological: Sequence[PromptMessage]) -> list[PromptMessage]:
-    """What Chat Completions servers accept: each assistant message's calls directly followed by
-    their results. A result goes with the nearest earlier assistant message holding its call (as
-    it was validated); a result without a call in the prompt, or without a `tool_call_id` (old
-    clients), is left out, and so is a call without a result (the model would be refused)."""
-    slots: list[tuple[PromptMessage, list[PromptMessage]]] = []
-    for message in chronological:
-        if message.role != "tool":
-            slots.append((message, []))
-            continue
-        for holder, answers in reversed(slots):
-            if any(call.id == message.tool_call_id for call in holder.tool_calls):
-                if all(answer.tool_call_id != message.tool_call_id for answer in answers):
-                    answers.append(message)
-                break
-    prompt: list[PromptMessage] = []
-    for message, answers in slots:
-        if not message.tool_calls:
-            prompt.append(message)
-            continue
-        by_call = {answer.tool_call_id: answer for answer in answers}
-        calls = tuple(call for call in message.tool_calls if call.id in by_call)
-        if calls or message.content:
-            prompt.append(dataclasses.replace(message, tool_calls=calls))
-            prompt.extend(by_call[call.id] for call in calls)
-    return prompt
-
-
-def build_prompt(
-    policy: ReplyPolicy, newest_first: Sequence[PromptMessage], prompt: str | None
-) -> list[PromptMessage]:
-    """The new user message (if any) always; then the branch, newest first, while the budget
-    lasts (the newest part always, when there is no new message); then sent in chronological
-    order, with tool calls and their results paired as the model requires."""
-    picked: list[PromptMessage] = []
-    used_messages = used_chars = 0
-    if prompt is not None:
-        picked.append(PromptMessage("user", prompt))
-        used_messages, used_chars = 1, len(prompt)
-    for group in _groups(newest_first):
-        size = sum(_size(message) for message in group)
-        if picked and (
-            used_messages + len(group) > policy.context_messages
-            or used_chars + size > policy.context_chars
-        ):
-            break
-        picked.extend(group)
-        used_messages += len(group)
-        used_chars += size
-    picked.reverse()
-    messages = _answerable(picked)
-    if policy.system_prompt:
-        messages.insert(0, PromptMessage("system", policy.system_prompt))
-    return messages
 
 
 class _Busy(Exception):
