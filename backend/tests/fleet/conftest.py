@@ -16,6 +16,7 @@ from app.fleet.haproxy import Checks
 from app.fleet.placement import Placement
 from app.fleet.processes import free_port_block
 from tests.fleet.site import Site
+from tests.support import leftovers
 from tests.support.system_tools import missing
 
 #: HAProxy notices a node going or coming back within about half a second.
@@ -61,7 +62,8 @@ def fleet_options(
     placements: Mapping[int, Placement] | None = None,
 ) -> FleetOptions:
     """A test's fleet: `nodes` nodes on free ports (where `placements` puts them), quick
-    checks."""
+    checks. `run_dir` is claimed: should the run be killed, the next one stops its HAProxy."""
+    leftovers.claim(run_dir)
     return FleetOptions(
         run_dir=run_dir,
         nodes=nodes,

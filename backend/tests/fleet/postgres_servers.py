@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from app.fleet.processes import free_port
+from tests.support import leftovers
 
 SERVER_USER = "embedded_postgres"
 DATABASE = "agent_stack"
@@ -52,6 +53,7 @@ class PostgresServers:
         self.address = address
         self.clients = clients
         self.root = Path(tempfile.mkdtemp(prefix="agent-stack-fleet-db-"))
+        leftovers.claim(self.root)  # a killed run's servers are stopped by the next run
         self.primary_dir = self.root / "primary"
         self.standby_dir = self.root / "standby"
         self.primary_port = free_port()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from app.fleet.placement import Placement
 from tests.fleet.postgres_servers import PostgresServers, postgres_bin
-from tests.support import netns
+from tests.support import leftovers, netns
 from tests.support.database import upgrade
 
 NETNS = "netns"
@@ -41,6 +41,7 @@ def why_not_netns() -> str | None:
 
 class Site:
     def __init__(self) -> None:
+        leftovers.sweep()  # what a killed run left: its HAProxy, its PostgreSQL servers
         self.why_not = why_not_netns()
         self.network: netns.Network | None = None
         self.servers: list[PostgresServers] = []
