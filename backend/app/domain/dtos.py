@@ -489,7 +489,9 @@ class MessageDTO(_Output):
         "every other message is `completed`.",
     )
     input_tokens: int = Field(
-        default=0, description="Prompt tokens the provider reported for a reply (else 0)."
+        default=0,
+        description="Prompt tokens the provider reported for a reply (else 0; the usage ledger "
+        "then counts an estimate).",
     )
     error: str | None = Field(default=None, description="Why a `failed` reply failed.")
     parent_id: int | None = Field(

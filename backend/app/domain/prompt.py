@@ -4,6 +4,7 @@ from a branch of the conversation, in the order and pairing Chat Completions ser
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,3 +100,15 @@ def build_prompt(
     if policy.system_prompt:
         messages.insert(0, PromptMessage("system", policy.system_prompt))
     return messages
+
+
+#: Characters per token of OpenAI's rule of thumb for English text.
+CHARS_PER_TOKEN = 4
+
+
+def estimated_tokens(messages: Sequence[PromptMessage]) -> int:
+    """The prompt's input tokens when the provider reports none (a stream closed before its
+    usage report: a cancel, a failure, a deletion): one per `CHARS_PER_TOKEN` characters. The
+    usage ledger counts this rather than nothing, or cancelling every reply just before its end
+    would keep its prompt out of the daily limit."""
+    return math.ceil(sum(_size(message) for message in messages) / CHARS_PER_TOKEN)

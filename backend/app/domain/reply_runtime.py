@@ -28,6 +28,9 @@ class ReplyOutcome:
     finish_reason: FinishReason = "stop"
     model: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    #: The input tokens the usage ledger counts: `input_tokens` when the provider reported them,
+    #: else an estimate from the prompt (the message keeps what was reported: 0). None: the same.
+    counted_input_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,33 +217,64 @@ async def test_a_reply_deleted_while_it_streams_still_counts(
         user_daily_token_limit=1, simulated_tokens=400, simulated_delay_ms=10, reply_flush_ms=50
     )
     alice = auth("alice")
+    question = "q" * 2000  # the prompt's estimate: 500 tokens
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         sid = await new_session(http, alice)
-        async with reply_stream(http, sid, "long", alice) as response:
+        async with reply_stream(http, sid, question, alice) as response:
             received = await collect(response, limit=6)  # user, message, 4 deltas
         reply_id = received[1].data["id"]
         assert [e.event for e in received[2:]] == ["delta"] * 4
         deleted = await http.delete(f"/api/sessions/{sid}", headers=alice)
         assert deleted.status_code == 204
 
-        recorded = None
-        async with engine.connect() as conn:
-            for _ in range(250):  # a bounded wait for the generation to notice (one flush)
-                recorded = (
-                    await conn.execute(
-                        text("SELECT output_tokens FROM reply_usage WHERE message_id = :m"),
-                        {"m": reply_id},
-                    )
-                ).scalar()
-                if recorded is not None:
-                    break
-                await asyncio.sleep(0.02)
+        recorded = await _ledger_row(engine, reply_id)
         assert recorded is not None, "the deleted reply's usage was not recorded"
-        assert 4 <= recorded < 400  # what it streamed until it was stopped
+        inputs, outputs = recorded
+        assert inputs == 500  # no usage report came: the prompt's estimate
+        assert 4 <= outputs < 400  # what it streamed until it was stopped
 
         fresh = await new_session(http, alice)
         refused = await http.post(
             f"/api/sessions/{fresh}/replies", json={"content": "again"}, headers=alice
         )
         assert refused.status_code == 429, refused.text
-        assert refused.json()["used"] == recorded
+        assert refused.json()["used"] == inputs + outputs
+
+
+async def _ledger_row(engine: AsyncEngine, message_id: int) -> tuple[int, int] | None:
+    """The reply's (input, output) tokens in the usage ledger, once it is there (bounded)."""
+    async with engine.connect() as conn:
+        for _ in range(250):
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT input_tokens, output_tokens FROM reply_usage WHERE message_id = :m"
+                    ),
+                    {"m": message_id},
+                )
+            ).one_or_none()
+            if row is not None:
+                return row.input_tokens, row.output_tokens
+            await asyncio.sleep(0.02)
+    return None
+
+
+async def test_a_cancelled_reply_counts_its_prompt_by_estimate(
+    serve: Serve, engine: AsyncEngine, auth: Auth
+) -> None:
+    """A cancel closes the model's stream before its usage report: the message keeps the
+    reported input (none: 0), the ledger counts the prompt's estimate, so cancelling just before
+    the end does not keep a long prompt out of the limit."""
+    server = await serve(simulated_tokens=400, simulated_delay_ms=10)
+    alice = auth("alice")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        sid = await new_session(http, alice)
+        async with reply_stream(http, sid, "c" * 4000, alice) as response:
+            received = await collect(response, limit=4)  # user, message, 2 deltas
+            reply_id = received[1].data["id"]
+            cancelled = await http.post(f"/api/messages/{reply_id}/cancel", headers=alice)
+        assert cancelled.status_code == 200, cancelled.text
+        message = cancelled.json()
+        assert message["status"] == "cancelled"
+        assert message["input_tokens"] == 0
+        assert await _ledger_row(engine, reply_id) == (1000, message["tokens"])

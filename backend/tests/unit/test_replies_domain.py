@@ -9,7 +9,7 @@ import pytest
 from app.domain.dtos import MessageDTO, Role
 from app.domain.errors import InvalidInput
 from app.domain.language_model import PromptMessage
-from app.domain.prompt import ReplyPolicy, build_prompt
+from app.domain.prompt import ReplyPolicy, build_prompt, estimated_tokens
 from app.domain.reply_events import Position, final_event, start_event
 from app.llm.simulated import SimulatedProvider, simulated_text, simulated_tokens
 
@@ -108,3 +108,9 @@ async def test_simulated_provider_streams_tokens_then_usage() -> None:
     assert "".join(c.text for c in chunks) == simulated_text(prompt, 12)
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.output_tokens == 12
+
+
+def test_a_prompt_without_a_usage_report_is_estimated_at_four_characters_a_token() -> None:
+    assert estimated_tokens([]) == 0
+    assert estimated_tokens([PromptMessage("user", "abcd")]) == 1
+    assert estimated_tokens([PromptMessage("system", "ab"), PromptMessage("user", "abc")]) == 2

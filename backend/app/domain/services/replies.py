@@ -29,7 +29,7 @@ from app.domain.dtos import FinishReason, MessageDTO, Principal, ToolCall
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound, ProviderFailed
 from app.domain.language_model import LLMProvider, PromptMessage, ToolOptions, Usage
 from app.domain.ports import Exchange, Parent, StartRefusal, UnitOfWork, UnitOfWorkFactory
-from app.domain.prompt import ReplyPolicy, build_prompt
+from app.domain.prompt import ReplyPolicy, build_prompt, estimated_tokens
 from app.domain.reply_events import Position, ReplyEvent
 from app.domain.reply_runtime import LiveReply, ReplyHub, ReplyOutcome, UsageRecord
 from app.domain.rules import Limits, storable_text, validate_content
@@ -429,13 +429,15 @@ class ReplyService:
             error = INTERNAL_ERROR
         outcome = None
         model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
+        counted_input = usage.input_tokens if usage else estimated_tokens(prompt)
         if live.stop_reason != "gone":
             ended = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
-            outcome = dataclasses.replace(ended, model=model)
+            outcome = dataclasses.replace(ended, model=model, counted_input_tokens=counted_input)
         try:
             await live.end(outcome)
             if outcome is None:  # deleted while it streamed: what it used is still usage
-                await self._record_gone(user_id, reply, model, usage, chunks)
+                output = usage.output_tokens if usage else chunks
+                await self._record_gone(user_id, reply, model, counted_input, output)
         finally:
             self._observer.ended(
                 ReplyReport(
@@ -449,18 +451,18 @@ class ReplyService:
             )
 
     async def _record_gone(
-        self, user_id: int, reply: MessageDTO, model: str, usage: Usage | None, chunks: int
+        self, user_id: int, reply: MessageDTO, model: str, input_tokens: int, output_tokens: int
     ) -> None:
         """Counted as a cancelled reply is: the provider's report if it came, else a token per
-        chunk and no input tokens."""
+        chunk and the prompt's estimate."""
         record = UsageRecord(
             message_id=reply.id,
             user_id=user_id,
             session_id=reply.session_id,
             created_at=reply.created_at,
             model=model,
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else chunks,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
         )
         try:
             await self._hub.record_usage(record)

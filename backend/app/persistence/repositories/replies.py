@@ -64,14 +64,15 @@ _PERSISTED_ENDS = Sql(
 
 # The usage of the replies a statement ends, into the ledger (`reply_usage`), by that statement:
 # a reply is in the ledger exactly when it is no longer streaming. `source` returns the ended
-# rows with `owner_id` and `worker_key`; replies not generated here (no worker key) are not
+# rows with `owner_id`, `worker_key` and `counted_inputs` (the input tokens to count: see
+# `ReplyOutcome.counted_input_tokens`); replies not generated here (no worker key) are not
 # usage. A reply ends once (`status = 'streaming'` guards every end), so the conflict clause
 # never fires: it is there so that a bug could never fail a whole batch of final states.
 def _record_usage(source: str) -> str:
     return f"""
         INSERT INTO reply_usage (message_id, user_id, session_id, model, created_at,
                                  input_tokens, output_tokens)
-        SELECT id, owner_id, session_id, model, created_at, input_tokens, tokens
+        SELECT id, owner_id, session_id, model, created_at, counted_inputs, tokens
         FROM {source} WHERE worker_key IS NOT NULL
         ON CONFLICT (message_id) DO NOTHING"""
 
@@ -87,8 +88,10 @@ _FINISH = Sql(
         SELECT * FROM unnest(
             CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:contents AS text[]),
             CAST(:tokens AS integer[]), CAST(:inputs AS integer[]), CAST(:errors AS text[]),
-            CAST(:finishes AS text[]), CAST(:models AS text[]), CAST(:calls AS text[])
-        ) AS v(id, status, content, tokens, input_tokens, error, finish_reason, model, calls)
+            CAST(:finishes AS text[]), CAST(:models AS text[]), CAST(:calls AS text[]),
+            CAST(:counted AS integer[])
+        ) AS v(id, status, content, tokens, input_tokens, error, finish_reason, model, calls,
+               counted_inputs)
     ), finished AS (
         UPDATE messages AS m
         SET status = v.status,
@@ -97,7 +100,8 @@ _FINISH = Sql(
             finish_reason = v.finish_reason, model = coalesce(v.model, m.model),
             tool_calls = CAST(v.calls AS jsonb), finished_at = clock_timestamp()
         FROM v WHERE m.id = v.id AND m.status = 'streaming'
-        RETURNING {", ".join(f"m.{field}" for field in FIELDS)}, {_USAGE_COLUMNS}
+        RETURNING {", ".join(f"m.{field}" for field in FIELDS)}, {_USAGE_COLUMNS},
+                  v.counted_inputs
     ), folded AS (
         DELETE FROM reply_chunks AS c USING finished WHERE c.message_id = finished.id
     ), recorded AS ({_record_usage("finished")}
@@ -168,8 +172,8 @@ _SWEEP = Sql(
         WHERE m.status = 'streaming'
           AND (m.worker_key IS NULL
                OR m.worker_key IN (SELECT key FROM orphaned WHERE key IS NOT NULL))
-        RETURNING m.id, m.session_id, m.model, m.created_at, m.input_tokens, m.tokens,
-                  {_USAGE_COLUMNS}
+        RETURNING m.id, m.session_id, m.model, m.created_at, m.input_tokens AS counted_inputs,
+                  m.tokens, {_USAGE_COLUMNS}
     ), folded AS (
         DELETE FROM reply_chunks AS c USING failed WHERE c.message_id = failed.id
     ), recorded AS ({_record_usage("failed")}
@@ -184,6 +188,13 @@ _SWEEP = Sql(
 
 def _calls(calls: Sequence[ToolCall]) -> str | None:
     return json.dumps([call.model_dump(mode="json") for call in calls]) if calls else None
+
+
+def _counted_inputs(outcome: ReplyOutcome | None) -> int:
+    if outcome is None:
+        return 0
+    counted = outcome.counted_input_tokens
+    return outcome.input_tokens if counted is None else counted
 
 
 def _message(row: Record) -> MessageDTO:
@@ -252,6 +263,7 @@ class SqlReplyRepository(Repository):
             "finishes": [o.finish_reason if o else "error" for _, o in outcomes],
             "models": [o.model if o else None for _, o in outcomes],
             "calls": [_calls(o.tool_calls) if o else None for _, o in outcomes],
+            "counted": [_counted_inputs(o) for _, o in outcomes],
             "channel": REPLY_PROGRESS,
         }
         rows = await self._db.write(_FINISH, params)
