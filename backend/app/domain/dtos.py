@@ -872,6 +872,11 @@ class ImportedMessage(_Input):
     function_call: Annotated[
         None, _empty_only("a legacy function_call (send tool_calls)"), WithJsonSchema(_EMPTY)
     ] = _empty_openai_field("a legacy function_call (send `tool_calls`)")
+    name: Annotated[
+        None,
+        _empty_only("a participant name (messages have no author field; remove `name`)"),
+        WithJsonSchema(_EMPTY),
+    ] = _empty_openai_field("a participant name")
     tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     input_tokens: ImportedInt = Field(default=0, ge=0, le=rules.TOKENS_MAX)
     model: Annotated[

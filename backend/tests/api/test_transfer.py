@@ -191,6 +191,7 @@ async def test_openai_content_parts_and_sdk_dumps_are_imported(
         ({"role": "assistant", "content": None, "refusal": "no"}, "refusal", "refusal"),
         ({"role": "assistant", "content": "a", "annotations": [{}]}, "annotations", "annot"),
         ({"role": "assistant", "content": "a", "audio": {"id": "x"}}, "audio", "audio"),
+        ({"role": "user", "content": "a", "name": "alice"}, "name", "remove `name`"),
     ],
 )  # fmt: skip
 async def test_what_cannot_be_stored_as_text_is_refused_not_dropped(
