@@ -239,11 +239,20 @@ class ReplyService:
 
         if idempotency is None:
             return await exchange(uow)
-        outcome = await self._start_once(uow, user_id, exchange, idempotency)
+        exchanges: list[Exchange] = []
+
+        async def recorded(uow: UnitOfWork) -> ReplyStart:
+            started = await exchange(uow)
+            exchanges.append(started)
+            return ReplyStart(user_message=started.user_message, reply=started.reply)
+
+        outcome = await IdempotentWrites(uow, self._idempotency).run(
+            user_id, idempotency.key, idempotency.fingerprint, REPLY_STATUS, recorded
+        )
         if isinstance(outcome, Replay):
-            recorded = ReplyStart.model_validate_json(outcome.body)
-            return StartedReply(recorded.user_message, recorded.reply, replayed=True)
-        return outcome
+            replayed = ReplyStart.model_validate_json(outcome.body)
+            return StartedReply(replayed.user_message, replayed.reply, replayed=True)
+        return exchanges[0]
 
     async def _regenerate_refusal(
         self, uow: UnitOfWork, user_id: int, message_id: int, refused: StartRefusal | None
@@ -273,25 +282,6 @@ class ReplyService:
         run = partial(self._generate, user_id, started.reply, prompt, tools)
         self._hub.launch(started.reply.id, run)
         return StartedReply(started.user_message, started.reply)
-
-    async def _start_once(
-        self,
-        uow: UnitOfWork,
-        user_id: int,
-        exchange: Callable[[UnitOfWork], Awaitable[Exchange]],
-        request: IdempotentRequest,
-    ) -> Exchange | Replay:
-        exchanges: list[Exchange] = []
-
-        async def action(uow: UnitOfWork) -> ReplyStart:
-            started = await exchange(uow)
-            exchanges.append(started)
-            return ReplyStart(user_message=started.user_message, reply=started.reply)
-
-        outcome = await IdempotentWrites(uow, self._idempotency).run(
-            user_id, request.key, request.fingerprint, REPLY_STATUS, action
-        )
-        return outcome if isinstance(outcome, Replay) else exchanges[0]
 
     async def _refusal(
         self,
@@ -429,14 +419,18 @@ class ReplyService:
             error = INTERNAL_ERROR
         outcome = None
         model = storable_text(model or self._provider.model)[: rules.MODEL_NAME_MAX_CHARS]
+        # Without a usage report (the stream closed before it: cancelled, failed, deleted),
+        # a token per chunk (what Chat Completions streams send), and for the usage ledger the
+        # prompt's estimate; the message keeps what was reported.
+        output = usage.output_tokens if usage else chunks
+        reported_input = usage.input_tokens if usage else 0
         counted_input = usage.input_tokens if usage else estimated_tokens(prompt)
         if live.stop_reason != "gone":
-            ended = _outcome(live, usage, chunks, error, calls.calls(reply.id), finish)
+            ended = _outcome(live, output, reported_input, error, calls.calls(reply.id), finish)
             outcome = dataclasses.replace(ended, model=model, counted_input_tokens=counted_input)
         try:
             await live.end(outcome)
             if outcome is None:  # deleted while it streamed: what it used is still usage
-                output = usage.output_tokens if usage else chunks
                 await self._record_gone(user_id, reply, model, counted_input, output)
         finally:
             self._observer.ended(
@@ -472,17 +466,13 @@ class ReplyService:
 
 def _outcome(
     live: LiveReply,
-    usage: Usage | None,
-    chunks: int,
+    tokens: int,
+    input_tokens: int,
     error: str | None,
     calls: tuple[ToolCall, ...],
     finish: str | None,
 ) -> ReplyOutcome:
     text = live.text
-    # Without a usage report (cancelled or broken streams), count the chunks: one token each
-    # is what Chat Completions streams send.
-    tokens = usage.output_tokens if usage else chunks
-    input_tokens = usage.input_tokens if usage else 0
     if live.stop_reason == "cancelled":
         return ReplyOutcome("cancelled", text, tokens, input_tokens, finish_reason="cancelled")
     failed = error
