@@ -13,6 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.cli import alembic_config
@@ -68,6 +69,21 @@ async def upgrade_over(url: str, before: str, seed: Sequence[str], revision: str
     await upgrade(url, revision)
 
 
-async def truncate(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+#: PostgreSQL's "deadlock detected".
+DEADLOCK = "40P01"
+
+
+async def truncate(engine: AsyncEngine, attempts: int = 5) -> None:
+    """Empty every table. A server of the previous test may still be ending its replies: its
+    statements lock tables in their own order, so the TRUNCATE (which locks them all) can be
+    the victim of a deadlock with one; it then runs again."""
+    statement = text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    for attempt in range(attempts):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(statement)
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.1)
